@@ -1,0 +1,3 @@
+module github.com/dkm-operator/dkm-operator
+
+go 1.26.0
