@@ -1,0 +1,382 @@
+package testenv
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+)
+
+// DC is a real Samba 4 AD domain controller for the throwaway DEMO.LOCAL domain, serving LDAP
+// and LDAPS on one loopback address with its own test CA.
+type DC struct {
+	// Address is the loopback IP the DC listens on, e.g. 127.0.10.1.
+	Address string
+	// URL is the LDAPS URL of the DC, e.g. ldaps://127.0.10.1:636.
+	URL string
+	// StartTLSURL is the plain-LDAP URL, for StartTLS.
+	StartTLSURL string
+	// CAPEM is the PEM bundle of the CA that signed the DC's certificate; CAFile holds it on disk.
+	CAPEM  []byte
+	CAFile string
+
+	Realm   string // DEMO.LOCAL
+	NetBIOS string // DEMO
+	BaseDN  string // DC=demo,DC=local
+	// DomainSID is read from the domain object at start (it changes with every provision).
+	DomainSID string
+
+	// AdminUser is Administrator's user principal name; AdminPassword its password.
+	AdminUser     string
+	AdminPassword string
+
+	dir     string
+	lock    *os.File
+	// addedAddress records that StartDC put Address on lo, so Close takes it off again.
+	addedAddress bool
+	mu      sync.Mutex
+	process *sambaProcess
+}
+
+// DCOptions tune StartDC. The zero value is the common case.
+type DCOptions struct {
+	// Address pins the loopback address; empty picks a free one from 127.0.10.0/24.
+	Address string
+	// ReadyTimeout bounds how long StartDC waits for LDAPS to accept a bind (default 60s).
+	ReadyTimeout time.Duration
+}
+
+// StartDC copies the provisioned template domain (built once by hack/samba-dc.sh), gives it a
+// TLS identity for a free loopback address and starts Samba on it. The samba process is killed
+// if the calling process dies, so a crashed test leaves nothing behind. Call Close when done.
+func StartDC(ctx context.Context, opts DCOptions) (*DC, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	tmpl, err := sambaTemplate(ctx, root)
+	if err != nil {
+		return nil, err
+	}
+	addr, lock, err := claimLoopbackAddress(opts.Address)
+	if err != nil {
+		return nil, err
+	}
+	dc, err := prepareDC(tmpl, addr)
+	if err != nil {
+		_ = lock.Close()
+		return nil, err
+	}
+	dc.lock = lock
+	if dc.addedAddress, err = ensureOnLoopback(addr); err != nil {
+		dc.Close()
+		return nil, err
+	}
+	if opts.ReadyTimeout == 0 {
+		opts.ReadyTimeout = 60 * time.Second
+	}
+	if err := dc.start(ctx, opts.ReadyTimeout); err != nil {
+		dc.Close()
+		return nil, err
+	}
+	if dc.DomainSID, err = dc.readDomainSID(); err != nil {
+		dc.Close()
+		return nil, err
+	}
+	return dc, nil
+}
+
+// sambaTemplate runs hack/samba-dc.sh template (installs Samba and provisions once) and
+// returns the template directory.
+func sambaTemplate(ctx context.Context, root string) (string, error) {
+	cmd := exec.CommandContext(ctx, filepath.Join(root, "hack", "samba-dc.sh"), "template")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("preparing the Samba template domain (hack/samba-dc.sh template): %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// prepareDC copies the template into a fresh directory and writes its smb.conf and TLS files.
+func prepareDC(tmpl, addr string) (*DC, error) {
+	env, err := readEnvFile(filepath.Join(tmpl, "fixture.env"))
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "dkm-samba-"+addr+"-")
+	if err != nil {
+		return nil, fmt.Errorf("creating the DC directory: %w", err)
+	}
+	if err := exec.Command("cp", "-a", tmpl+"/.", dir).Run(); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("copying the Samba template %s: %w", tmpl, err)
+	}
+	realm := env["REALM"]
+	dc := &DC{
+		Address:       addr,
+		URL:           "ldaps://" + addr + ":636",
+		StartTLSURL:   "ldap://" + addr + ":389",
+		Realm:         realm,
+		NetBIOS:       env["DOMAIN"],
+		BaseDN:        "DC=" + strings.ReplaceAll(strings.ToLower(realm), ".", ",DC="),
+		AdminUser:     "Administrator@" + realm,
+		AdminPassword: env["ADMIN_PASSWORD"],
+		dir:           dir,
+	}
+	ca, err := writeTLSFiles(filepath.Join(dir, "tls"), addr)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	dc.CAPEM, dc.CAFile = ca, filepath.Join(dir, "tls", "ca.pem")
+	if err := os.WriteFile(filepath.Join(dir, "etc", "smb.conf"), []byte(dc.smbConf()), 0o644); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("writing smb.conf: %w", err)
+	}
+	return dc, nil
+}
+
+// smbConf is the whole configuration of one DC: LDAP only (no winbindd, kdc, smbd), bound to
+// its own loopback address, logging inside its directory.
+func (dc *DC) smbConf() string {
+	d := dc.dir
+	return fmt.Sprintf(`[global]
+	netbios name = VM
+	realm = %s
+	workgroup = %s
+	server role = active directory domain controller
+	server services = ldap
+	interfaces = %s
+	bind interfaces only = yes
+	private dir = %s/private
+	lock directory = %s
+	state directory = %s/state
+	cache directory = %s/cache
+	binddns dir = %s/bind-dns
+	pid directory = %s/run
+	ncalrpc dir = %s/run/ncalrpc
+	log file = %s/log.%%m
+	logging = file
+	log level = 1
+	idmap_ldb:use rfc2307 = yes
+	tls enabled = yes
+	tls keyfile = %s/tls/key.pem
+	tls certfile = %s/tls/cert.pem
+	tls cafile = %s/tls/ca.pem
+`, dc.Realm, dc.NetBIOS, dc.Address, d, d, d, d, d, d, d, d, d, d, d)
+}
+
+// start launches samba in the foreground of a dedicated, locked OS thread whose death (with the
+// test process) kills samba through Pdeathsig, then waits until LDAPS accepts the admin's bind.
+func (dc *DC) start(ctx context.Context, readyTimeout time.Duration) error {
+	dc.mu.Lock()
+	defer dc.mu.Unlock()
+	if dc.process != nil {
+		return errors.New("the DC is already running")
+	}
+	if err := os.MkdirAll(filepath.Join(dc.dir, "run"), 0o755); err != nil {
+		return err
+	}
+	p, err := startSamba(dc.dir)
+	if err != nil {
+		return err
+	}
+	dc.process = p
+	deadline := time.Now().Add(readyTimeout)
+	var lastErr error
+	for time.Now().Before(deadline) {
+		if p.exited() {
+			return fmt.Errorf("samba exited during start-up (see %s/log.samba): %v", dc.dir, p.err())
+		}
+		conn, err := dc.dial()
+		if err == nil {
+			conn.Close()
+			return nil
+		}
+		lastErr = err
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("samba on %s not ready after %s: %w", dc.Address, readyTimeout, lastErr)
+}
+
+// Stop stops samba (the data stays, so Start brings the same domain back).
+func (dc *DC) Stop() error {
+	dc.mu.Lock()
+	defer dc.mu.Unlock()
+	if dc.process == nil {
+		return nil
+	}
+	err := dc.process.stop()
+	dc.process = nil
+	return err
+}
+
+// Start restarts a stopped DC on the same address with the same data.
+func (dc *DC) Start(ctx context.Context) error {
+	return dc.start(ctx, 60*time.Second)
+}
+
+// Close stops samba, removes its directory and frees the loopback address.
+func (dc *DC) Close() {
+	_ = dc.Stop()
+	if dc.dir != "" {
+		_ = os.RemoveAll(dc.dir)
+	}
+	if dc.addedAddress {
+		removeFromLoopback(dc.Address)
+	}
+	if dc.lock != nil {
+		_ = dc.lock.Close()
+	}
+}
+
+// TLSConfig trusts the DC's test CA only.
+func (dc *DC) TLSConfig() *tls.Config {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(dc.CAPEM)
+	return &tls.Config{RootCAs: pool, ServerName: dc.Address, MinVersion: tls.VersionTLS12}
+}
+
+// Dial opens an LDAPS connection bound as Administrator.
+func (dc *DC) Dial() (*ldap.Conn, error) {
+	return dc.dial()
+}
+
+func (dc *DC) dial() (*ldap.Conn, error) {
+	return dc.DialAs(dc.AdminUser, dc.AdminPassword)
+}
+
+// DialAs opens an LDAPS connection bound as the given user (UPN, DOMAIN\name or DN).
+func (dc *DC) DialAs(user, password string) (*ldap.Conn, error) {
+	conn, err := ldap.DialURL(dc.URL, ldap.DialWithTLSConfig(dc.TLSConfig()))
+	if err != nil {
+		return nil, err
+	}
+	conn.SetTimeout(10 * time.Second)
+	if err := conn.Bind(user, password); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
+}
+
+func (dc *DC) readDomainSID() (string, error) {
+	conn, err := dc.dial()
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	res, err := conn.Search(ldap.NewSearchRequest(dc.BaseDN, ldap.ScopeBaseObject, ldap.NeverDerefAliases,
+		1, 10, false, "(objectClass=*)", []string{"objectSid"}, nil))
+	if err != nil {
+		return "", fmt.Errorf("reading objectSid of %s: %w", dc.BaseDN, err)
+	}
+	if len(res.Entries) != 1 {
+		return "", fmt.Errorf("reading objectSid of %s: %d entries", dc.BaseDN, len(res.Entries))
+	}
+	return SIDString(res.Entries[0].GetRawAttributeValue("objectSid"))
+}
+
+// sambaProcess is one running `samba -i -M single`.
+type sambaProcess struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	mu   sync.Mutex
+	werr error
+}
+
+func startSamba(dir string) (*sambaProcess, error) {
+	p := &sambaProcess{done: make(chan struct{})}
+	started := make(chan error, 1)
+	go func() {
+		// Pdeathsig fires when the thread that forked the child exits, so that thread stays
+		// locked to this goroutine for samba's whole life.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		cmd := exec.Command("samba", "-i", "-M", "single", "--debug-stdout", "-s", filepath.Join(dir, "etc", "smb.conf"))
+		logf, err := os.Create(filepath.Join(dir, "samba.stdout"))
+		if err != nil {
+			started <- err
+			return
+		}
+		defer logf.Close()
+		cmd.Stdout, cmd.Stderr = logf, logf
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			started <- fmt.Errorf("starting samba (is it installed? hack/samba-dc.sh install): %w", err)
+			return
+		}
+		p.cmd = cmd
+		started <- nil
+		err = cmd.Wait()
+		p.mu.Lock()
+		p.werr = err
+		p.mu.Unlock()
+		close(p.done)
+	}()
+	if err := <-started; err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *sambaProcess) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (p *sambaProcess) err() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.werr
+}
+
+// stop sends SIGTERM to samba's process group, then SIGKILL if it has not gone within 10s.
+func (p *sambaProcess) stop() error {
+	pgid := p.cmd.Process.Pid
+	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		<-p.done
+	}
+	return nil
+}
+
+func readEnvFile(path string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	defer f.Close()
+	env := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), "="); ok {
+			env[k] = v
+		}
+	}
+	return env, sc.Err()
+}
