@@ -1,0 +1,304 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ProvisioningMode says who creates the DKM container in AD.
+// +kubebuilder:validation:Enum=Create;Adopt
+type ProvisioningMode string
+
+const (
+	// ProvisioningCreate: the operator creates the container (its identity needs Create-child
+	// rights on the parent).
+	ProvisioningCreate ProvisioningMode = "Create"
+	// ProvisioningAdopt: a domain admin pre-created the container and delegated Read, Write and
+	// Create-child rights to the operator's identity, which the operator verifies.
+	ProvisioningAdopt ProvisioningMode = "Adopt"
+)
+
+// AccessPolicy says what the operator does when the container's DACL drifts from the template.
+// +kubebuilder:validation:Enum=Enforce;Audit
+type AccessPolicy string
+
+const (
+	// AccessEnforce repairs drift by writing the template DACL back.
+	AccessEnforce AccessPolicy = "Enforce"
+	// AccessAudit reports drift in status and events and changes nothing.
+	AccessAudit AccessPolicy = "Audit"
+)
+
+// KeyProtectionMode says how a key is stored in AD.
+// +kubebuilder:validation:Enum=Wrapped;Plain
+type KeyProtectionMode string
+
+const (
+	// KeyWrapped stores an AES-256-GCM envelope under a key-encryption key (KEK) held in a
+	// Kubernetes Secret: an AD backup alone does not reveal keys.
+	KeyWrapped KeyProtectionMode = "Wrapped"
+	// KeyPlain stores raw key bytes (the AD FS layout), protected by the ACEs alone.
+	KeyPlain KeyProtectionMode = "Plain"
+)
+
+// DeletionPolicy says what deleting the resource does to AD.
+// +kubebuilder:validation:Enum=Retain;Delete
+type DeletionPolicy string
+
+const (
+	// DeletionRetain leaves AD untouched: the container and its keys stay.
+	DeletionRetain DeletionPolicy = "Retain"
+	// DeletionDelete removes what the operator created in AD, once no replica uses the key.
+	DeletionDelete DeletionPolicy = "Delete"
+)
+
+// SecretReference names a Secret in the DKMContainer's namespace.
+type SecretReference struct {
+	// Name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+}
+
+// SecretKeyReference names one key of a Secret in the DKMContainer's namespace.
+type SecretKeyReference struct {
+	// Name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// Key within the Secret's data.
+	// +kubebuilder:default="ca.crt"
+	// +optional
+	Key string `json:"key,omitempty"`
+}
+
+// DirectorySpec says how to reach Active Directory and as whom.
+type DirectorySpec struct {
+	// URLs of domain controllers, tried in order: ldaps://host[:port], or ldap://host[:port],
+	// which always upgrades with StartTLS unless insecureAllowPlainLDAP is set.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:Pattern=`^ldaps?://[^/?#\s]+/?$`
+	URLs []string `json:"urls"`
+
+	// BindSecretRef names a Secret with keys `username` (UPN, DOMAIN\name or DN) and `password`.
+	BindSecretRef SecretReference `json:"bindSecretRef"`
+
+	// CABundleSecretRef names a Secret key holding the PEM CA bundle that signed the domain
+	// controllers' certificates. Without it the system's roots are used.
+	// +optional
+	CABundleSecretRef *SecretKeyReference `json:"caBundleSecretRef,omitempty"`
+
+	// InsecureAllowPlainLDAP lets ldap:// URLs skip StartTLS, sending the bind password and keys
+	// in clear text. Never use it outside a lab.
+	// +optional
+	InsecureAllowPlainLDAP bool `json:"insecureAllowPlainLDAP,omitempty"`
+
+	// DialTimeout bounds connecting to one domain controller.
+	// +kubebuilder:default="5s"
+	// +optional
+	DialTimeout *metav1.Duration `json:"dialTimeout,omitempty"`
+
+	// OperationTimeout bounds one LDAP operation.
+	// +kubebuilder:default="15s"
+	// +optional
+	OperationTimeout *metav1.Duration `json:"operationTimeout,omitempty"`
+}
+
+// KeyProtectionSpec says how keys are stored in AD.
+// +kubebuilder:validation:XValidation:rule="self.mode != 'Wrapped' || has(self.kekSecretRef)",message="keyProtection.mode Wrapped needs kekSecretRef: a Secret whose key `kek` holds the 32-byte key-encryption key"
+type KeyProtectionSpec struct {
+	// Mode is Wrapped (an AES-256-GCM envelope under the KEK) or Plain (raw key bytes, the AD FS
+	// layout, protected by the ACEs alone).
+	// +kubebuilder:default=Wrapped
+	// +optional
+	Mode KeyProtectionMode `json:"mode,omitempty"`
+
+	// KEKSecretRef names the Secret holding the key-encryption key: `kek` is the active 32-byte
+	// KEK; any `kek.<suffix>` entries are retired KEKs still accepted for unwrapping.
+	// +optional
+	KEKSecretRef *SecretReference `json:"kekSecretRef,omitempty"`
+}
+
+// RotationSpec schedules key rotation. Old key versions are never deleted automatically.
+type RotationSpec struct {
+	// Period after which a new key version is added and made active. Unset: never rotate.
+	// +optional
+	Period *metav1.Duration `json:"period,omitempty"`
+}
+
+// ReplicasSpec says which pods receive the key.
+type ReplicasSpec struct {
+	// Selector matches the replica pods in the DKMContainer's namespace.
+	Selector metav1.LabelSelector `json:"selector"`
+
+	// ServiceAccountNames are the Kubernetes service accounts a matching pod must run as to
+	// receive the key.
+	// +kubebuilder:validation:MinItems=1
+	ServiceAccountNames []string `json:"serviceAccountNames"`
+}
+
+// DKMContainerSpec is the desired state of a DKM container in Active Directory.
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.provisioning) || self.provisioning == oldSelf.provisioning",message="provisioning is immutable"
+type DKMContainerSpec struct {
+	// Directory says how to reach AD.
+	Directory DirectorySpec `json:"directory"`
+
+	// Path is the distinguished name of the DKM container, e.g.
+	// CN=VMMDKM,CN=System,DC=demo,DC=local. Immutable.
+	// +kubebuilder:validation:MinLength=4
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:Pattern=`^[A-Za-z][A-Za-z0-9-]*=([^,+"\\<>;=]|\\.)+(,\s*[A-Za-z][A-Za-z0-9-]*=([^,+"\\<>;=]|\\.)+)+$`
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="path is immutable: create a new DKMContainer for another container"
+	Path string `json:"path"`
+
+	// Provisioning is Create (the operator creates the container) or Adopt (a domain admin
+	// pre-created it). Immutable.
+	// +kubebuilder:default=Create
+	// +optional
+	Provisioning ProvisioningMode `json:"provisioning,omitempty"`
+
+	// ServiceAccounts are the AD principals granted Full Control on the container and its
+	// descendants: the accounts the clustered management service runs as. Each is DOMAIN\name,
+	// name@realm, or a SID (S-1-5-21-...).
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:Pattern=`^([^\\/@\s]+\\[^\\/@]+|[^\\/@\s]+@[^\\/@\s]+|S-1-[0-9]+(-[0-9]+)+)$`
+	// +listType=set
+	ServiceAccounts []string `json:"serviceAccounts"`
+
+	// AccessPolicy is Enforce (repair DACL drift) or Audit (report it, change nothing).
+	// +kubebuilder:default=Enforce
+	// +optional
+	AccessPolicy AccessPolicy `json:"accessPolicy,omitempty"`
+
+	// KeyProtection says how keys are stored in AD.
+	KeyProtection KeyProtectionSpec `json:"keyProtection"`
+
+	// Rotation schedules key rotation.
+	// +optional
+	Rotation *RotationSpec `json:"rotation,omitempty"`
+
+	// Replicas says which pods receive the key.
+	// +optional
+	Replicas *ReplicasSpec `json:"replicas,omitempty"`
+
+	// DeletionPolicy is Retain (deleting the resource never touches AD) or Delete (remove what
+	// the operator created in AD, once no replica uses the key).
+	// +kubebuilder:default=Retain
+	// +optional
+	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+}
+
+// ObjectReference identifies an AD object.
+type ObjectReference struct {
+	// DN is the object's distinguished name.
+	DN string `json:"dn"`
+	// GUID is the object's objectGUID.
+	GUID string `json:"guid"`
+	// CreatedByOperator is true when this operator created the object, so deletionPolicy Delete
+	// may remove it. Objects a person created are never deleted.
+	// +optional
+	CreatedByOperator bool `json:"createdByOperator,omitempty"`
+}
+
+// KeyVersion describes one key version without revealing it.
+type KeyVersion struct {
+	// ID is the key version's GUID.
+	ID string `json:"id"`
+	// Fingerprint names the key without revealing it.
+	Fingerprint string `json:"fingerprint"`
+	// Created is when the key version was added to AD.
+	// +optional
+	Created *metav1.Time `json:"created,omitempty"`
+}
+
+// DriftStatus records the last DACL drift seen on the container.
+type DriftStatus struct {
+	// Time the drift was seen.
+	Time metav1.Time `json:"time"`
+	// Missing ACEs, in SDDL.
+	// +optional
+	Missing []string `json:"missing,omitempty"`
+	// Unexpected ACEs, in SDDL.
+	// +optional
+	Unexpected []string `json:"unexpected,omitempty"`
+	// ProtectionChanged is true when the DACL was found unprotected (inheriting from above).
+	// +optional
+	ProtectionChanged bool `json:"protectionChanged,omitempty"`
+	// Repaired is true when the operator wrote the template back (Enforce).
+	// +optional
+	Repaired bool `json:"repaired,omitempty"`
+}
+
+// DKMContainerStatus is the observed state.
+type DKMContainerStatus struct {
+	// ObservedGeneration is the generation the conditions describe.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions: DirectoryReachable, ContainerReady, AccessControlled, KeyReady,
+	// ReplicasProjected, summarised in Ready.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// Container is the DKM container in AD.
+	// +optional
+	Container *ObjectReference `json:"container,omitempty"`
+
+	// KeyObject is the `DC Manager <GUID>` object holding the keys.
+	// +optional
+	KeyObject *ObjectReference `json:"keyObject,omitempty"`
+
+	// ActiveKeyID is the ID of the key version in use.
+	// +optional
+	ActiveKeyID string `json:"activeKeyID,omitempty"`
+
+	// ActiveKeyFingerprint names the active key without revealing it.
+	// +optional
+	ActiveKeyFingerprint string `json:"activeKeyFingerprint,omitempty"`
+
+	// Keys lists every retained key version (never key bytes).
+	// +optional
+	Keys []KeyVersion `json:"keys,omitempty"`
+
+	// ProjectedReplicas is the number of pods holding a current key Secret.
+	// +optional
+	ProjectedReplicas int32 `json:"projectedReplicas,omitempty"`
+
+	// LastDrift is the last DACL drift seen.
+	// +optional
+	LastDrift *DriftStatus `json:"lastDrift,omitempty"`
+}
+
+// DKMContainer is an Active Directory Distributed Key Management container: its DACL, the
+// `DC Manager` key object and the key it guards, and the replica pods that receive the key.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=dkm,categories=dkm
+// +kubebuilder:printcolumn:name="Path",type=string,JSONPath=`.spec.path`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Key",type=string,JSONPath=`.status.activeKeyFingerprint`
+// +kubebuilder:printcolumn:name="Replicas",type=integer,JSONPath=`.status.projectedReplicas`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type DKMContainer struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   DKMContainerSpec   `json:"spec"`
+	Status DKMContainerStatus `json:"status,omitempty"`
+}
+
+// DKMContainerList is a list of DKMContainers.
+// +kubebuilder:object:root=true
+type DKMContainerList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []DKMContainer `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&DKMContainer{}, &DKMContainerList{})
+}
