@@ -1,0 +1,229 @@
+// Package controllers holds the DKMContainer reconciler (the AD side: container, DACL, key
+// object) and the replica projector (pods → key Secrets).
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	dkmv1 "github.com/dkm-operator/dkm-operator/api/v1alpha1"
+)
+
+// Finalizer lets the operator honour spec.deletionPolicy before a DKMContainer goes away.
+const Finalizer = "dkm.io/finalizer"
+
+// Defaults for the reconciler's timing.
+const (
+	// DefaultResync is how often a healthy DKMContainer is re-read from AD to catch drift.
+	DefaultResync = 10 * time.Minute
+	// DefaultRetry is how soon a condition a person must fix (rights, a missing Secret, a
+	// missing parent) is looked at again, so the fix takes effect without further action.
+	DefaultRetry = time.Minute
+)
+
+// DKMContainerReconciler makes AD match a DKMContainer: the container, its protected DACL, the
+// `DC Manager` key object and its keys. It never regenerates or overwrites an existing key.
+type DKMContainerReconciler struct {
+	client.Client
+	// APIReader reads the referenced Secrets straight from the API server: the manager's cache
+	// holds only Secrets labelled for projection, never the bind or KEK Secrets.
+	APIReader   client.Reader
+	Recorder    events.EventRecorder
+	Directories DirectoryFactory
+	Keys        *KeyStore
+	Metrics     *Metrics
+	// Resync and Retry default to DefaultResync and DefaultRetry.
+	Resync time.Duration
+	Retry  time.Duration
+	// Now is the clock (tests may pin it).
+	Now func() time.Time
+}
+
+// +kubebuilder:rbac:groups=dkm.io,resources=dkmcontainers,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=dkm.io,resources=dkmcontainers/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=dkm.io,resources=dkmcontainers/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile runs the phases connect → container → access → key for one DKMContainer and
+// patches its status once, only when it changed.
+func (r *DKMContainerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	obj := &dkmv1.DKMContainer{}
+	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.Keys.Forget(req.NamespacedName)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	if !obj.DeletionTimestamp.IsZero() {
+		return r.reconcileDelete(ctx, obj)
+	}
+	if !controllerutil.ContainsFinalizer(obj, Finalizer) {
+		patch := client.MergeFrom(obj.DeepCopy())
+		controllerutil.AddFinalizer(obj, Finalizer)
+		if err := r.Patch(ctx, obj, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
+		}
+	}
+
+	s := newScope(obj, r.now())
+	result, err := r.runPhases(ctx, s)
+	if perr := r.patchStatus(ctx, s); perr != nil {
+		return ctrl.Result{}, errors.Join(err, perr)
+	}
+	if err != nil {
+		r.Metrics.ReconcileError(s.failureReason())
+		logf.FromContext(ctx).Info("transient failure; will retry with backoff", "reason", s.failureReason(), "error", err.Error())
+	}
+	return result, err
+}
+
+// runPhases runs each phase in order; a phase that cannot finish stops the rest, whose
+// conditions become Unknown (Blocked).
+func (r *DKMContainerReconciler) runPhases(ctx context.Context, s *scope) (ctrl.Result, error) {
+	phases := []struct {
+		condition string
+		run       func(context.Context, *scope) error
+	}{
+		{dkmv1.ConditionDirectoryReachable, r.connect},
+		{dkmv1.ConditionAccessControlled, r.resolveAccounts},
+		{dkmv1.ConditionContainerReady, r.reconcileContainer},
+		{dkmv1.ConditionAccessControlled, r.reconcileAccess},
+		{dkmv1.ConditionKeyReady, r.reconcileKey},
+	}
+	for i, p := range phases {
+		err := p.run(ctx, s)
+		if err == nil {
+			continue
+		}
+		for _, later := range phases[i+1:] {
+			if later.condition != p.condition {
+				markBlocked(s.obj, later.condition, p.condition)
+			}
+		}
+		s.finish()
+		var stop *stopError
+		if errors.As(err, &stop) {
+			// Someone must act (fix rights, a Secret, the spec): no error, so no hot loop, but
+			// look again soon so the fix takes effect by itself.
+			return ctrl.Result{RequeueAfter: jitter(r.retry())}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	r.reconcileReplicasCondition(s)
+	s.finish()
+	return ctrl.Result{RequeueAfter: jitter(r.resync())}, nil
+}
+
+// reconcileReplicasCondition owns ReplicasProjected only when no replicas are configured; with
+// replicas, the projector sets it.
+func (r *DKMContainerReconciler) reconcileReplicasCondition(s *scope) {
+	if s.obj.Spec.Replicas == nil {
+		markTrue(s.obj, dkmv1.ConditionReplicasProjected, dkmv1.ReasonNoReplicas, "spec.replicas is not set: no pod receives the key")
+		s.obj.Status.ProjectedReplicas = 0
+	}
+}
+
+// patchStatus writes status only when it differs from what was read: a steady-state reconcile
+// makes no Kubernetes write.
+func (r *DKMContainerReconciler) patchStatus(ctx context.Context, s *scope) error {
+	if equality.Semantic.DeepEqual(s.original.Status, s.obj.Status) {
+		return nil
+	}
+	if err := r.Status().Patch(ctx, s.obj, client.MergeFrom(s.original)); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("patching status: %w", err)
+	}
+	return nil
+}
+
+func (r *DKMContainerReconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func (r *DKMContainerReconciler) resync() time.Duration {
+	if r.Resync > 0 {
+		return r.Resync
+	}
+	return DefaultResync
+}
+
+func (r *DKMContainerReconciler) retry() time.Duration {
+	if r.Retry > 0 {
+		return r.Retry
+	}
+	return DefaultRetry
+}
+
+// jitter spreads requeues by up to +10% so many DKMContainers do not hit AD in lockstep.
+func jitter(d time.Duration) time.Duration {
+	return d + time.Duration(rand.Int64N(int64(d)/10+1))
+}
+
+// SetupWithManager watches DKMContainers (spec changes and annotations; status-only updates are
+// ignored, the reconciler made them) with jittered exponential backoff on transient failures.
+func (r *DKMContainerReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&dkmv1.DKMContainer{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		WithOptions(controller.Options{
+			RateLimiter: NewJitteredBackoff(time.Second, 5*time.Minute),
+		}).
+		Named("dkmcontainer").
+		Complete(r)
+}
+
+// NewJitteredBackoff is per-item exponential backoff (base doubling to max) with ±20% jitter,
+// so a DC outage does not make every DKMContainer retry at the same instants.
+func NewJitteredBackoff(base, max time.Duration) workqueue.TypedRateLimiter[reconcile.Request] {
+	return &jitteredBackoff{inner: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](base, max)}
+}
+
+type jitteredBackoff struct {
+	inner workqueue.TypedRateLimiter[reconcile.Request]
+}
+
+func (j *jitteredBackoff) When(item reconcile.Request) time.Duration {
+	d := j.inner.When(item)
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+func (j *jitteredBackoff) Forget(item reconcile.Request) { j.inner.Forget(item) }
+
+func (j *jitteredBackoff) NumRequeues(item reconcile.Request) int { return j.inner.NumRequeues(item) }
+
+// stopError ends a reconcile on a condition only a person can fix; it is not retried with
+// backoff (that would be a hot loop on a terminal error) but looked at again after Retry.
+type stopError struct{ reason string }
+
+func (e *stopError) Error() string { return "stopped: " + e.reason }
+
+func stop(reason string) error { return &stopError{reason: reason} }
+
+// namespacedName of a DKMContainer.
+func namespacedName(obj *dkmv1.DKMContainer) types.NamespacedName {
+	return types.NamespacedName{Namespace: obj.Namespace, Name: obj.Name}
+}

@@ -1,0 +1,188 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+
+	dkmv1 "github.com/dkm-operator/dkm-operator/api/v1alpha1"
+	"github.com/dkm-operator/dkm-operator/internal/directory"
+	"github.com/dkm-operator/dkm-operator/internal/secdesc"
+)
+
+// Keys of the bind Secret.
+const (
+	BindUsernameKey = "username"
+	BindPasswordKey = "password"
+)
+
+// connect reads the bind and CA Secrets, binds to AD, learns the domain and resolves the
+// service accounts. It owns DirectoryReachable.
+func (r *DKMContainerReconciler) connect(ctx context.Context, s *scope) error {
+	const cond = dkmv1.ConditionDirectoryReachable
+	cfg, err := r.directoryConfig(ctx, s.obj)
+	if err != nil {
+		return r.failPhase(s, cond, "Connect", err)
+	}
+	if s.dir, err = r.Directories(cfg); err != nil {
+		return r.failPhase(s, cond, "Connect", err)
+	}
+	if s.domain, err = s.dir.Domain(ctx); err != nil {
+		return r.failPhase(s, cond, "Connect", err)
+	}
+	s.aliases = secdesc.DomainAliases(s.domain.SID, s.domain.ForestRootSID)
+
+	operator, err := s.dir.ResolvePrincipal(ctx, cfg.Username)
+	if err != nil {
+		return r.failPhase(s, cond, "Connect", fmt.Errorf("resolving the bind identity %q: %w", cfg.Username, err))
+	}
+	s.operatorSID = operator.SID
+	markTrue(s.obj, cond, dkmv1.ReasonReady, fmt.Sprintf("bound to %s as %s", s.domain.DNSName, cfg.Username))
+	return nil
+}
+
+// configError is a problem with the referenced Secrets; reason is the condition reason.
+type configError struct {
+	reason string
+	msg    string
+}
+
+func (e *configError) Error() string { return e.msg }
+
+// resolveAccounts turns spec.serviceAccounts into SIDs and checks the template accepts them.
+// Failures are AccessControlled's: the directory answered, but the accounts are wrong.
+func (r *DKMContainerReconciler) resolveAccounts(ctx context.Context, s *scope) error {
+	const cond = dkmv1.ConditionAccessControlled
+	s.accounts = s.accounts[:0]
+	for _, name := range s.obj.Spec.ServiceAccounts {
+		p, err := s.dir.ResolvePrincipal(ctx, name)
+		if err != nil {
+			if directory.KindOf(err) == directory.KindUnknownPrincipal {
+				msg := fmt.Sprintf("service account %q does not exist in %s: check spec.serviceAccounts", name, s.domain.DNSName)
+				markFalse(s.obj, cond, dkmv1.ReasonUnknownAccount, msg)
+				r.warn(s.obj, dkmv1.ReasonUnknownAccount, "ResolveServiceAccount", msg)
+				return stop(dkmv1.ReasonUnknownAccount)
+			}
+			return r.failPhase(s, cond, "ResolveServiceAccount", fmt.Errorf("resolving service account %q: %w", name, err))
+		}
+		s.accounts = append(s.accounts, p.SID)
+	}
+	// The template refuses accounts that stand for everybody: say so before any write.
+	if _, err := s.desiredDACL(); err != nil {
+		msg := err.Error()
+		markFalse(s.obj, cond, dkmv1.ReasonInvalidAccount, msg)
+		r.warn(s.obj, dkmv1.ReasonInvalidAccount, "ResolveServiceAccount", msg)
+		return stop(dkmv1.ReasonInvalidAccount)
+	}
+	return nil
+}
+
+// directoryConfig builds the connection config from the spec and the referenced Secrets.
+func (r *DKMContainerReconciler) directoryConfig(ctx context.Context, obj *dkmv1.DKMContainer) (directory.Config, error) {
+	spec := obj.Spec.Directory
+	cfg := directory.Config{
+		URLs:           spec.URLs,
+		AllowPlainLDAP: spec.InsecureAllowPlainLDAP,
+	}
+	if spec.DialTimeout != nil {
+		cfg.DialTimeout = spec.DialTimeout.Duration
+	}
+	if spec.OperationTimeout != nil {
+		cfg.OpTimeout = spec.OperationTimeout.Duration
+	}
+
+	bind, err := r.readSecret(ctx, obj.Namespace, spec.BindSecretRef.Name)
+	if err != nil {
+		return cfg, secretError(err, dkmv1.ReasonBindSecretMissing, "bind Secret", obj.Namespace, spec.BindSecretRef.Name)
+	}
+	cfg.Username = strings.TrimSpace(string(bind.Data[BindUsernameKey]))
+	cfg.Password = string(bind.Data[BindPasswordKey])
+	if cfg.Username == "" || cfg.Password == "" {
+		return cfg, &configError{dkmv1.ReasonBindSecretInvalid, fmt.Sprintf(
+			"bind Secret %s/%s needs non-empty %q and %q keys", obj.Namespace, spec.BindSecretRef.Name, BindUsernameKey, BindPasswordKey)}
+	}
+
+	if ref := spec.CABundleSecretRef; ref != nil {
+		ca, err := r.readSecret(ctx, obj.Namespace, ref.Name)
+		if err != nil {
+			return cfg, secretError(err, dkmv1.ReasonCABundleInvalid, "CA bundle Secret", obj.Namespace, ref.Name)
+		}
+		key := ref.Key
+		if key == "" {
+			key = "ca.crt"
+		}
+		cfg.CAPEM = ca.Data[key]
+		if !strings.Contains(string(cfg.CAPEM), "-----BEGIN CERTIFICATE-----") {
+			return cfg, &configError{dkmv1.ReasonCABundleInvalid, fmt.Sprintf(
+				"CA bundle Secret %s/%s has no PEM certificate under key %q", obj.Namespace, ref.Name, key)}
+		}
+	}
+	return cfg, nil
+}
+
+func (r *DKMContainerReconciler) readSecret(ctx context.Context, namespace, name string) (*corev1.Secret, error) {
+	secret := &corev1.Secret{}
+	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, secret)
+	return secret, err
+}
+
+// secretError turns a failed Secret read into a configError (not found) or passes a transient
+// API error through.
+func secretError(err error, reason, what, namespace, name string) error {
+	if apierrors.IsNotFound(err) {
+		return &configError{reason, fmt.Sprintf("%s %s/%s not found", what, namespace, name)}
+	}
+	return fmt.Errorf("reading %s %s/%s: %w", what, namespace, name, err)
+}
+
+// failPhase records a phase's failure on its condition and decides between retrying with
+// backoff (transient: the directory or API server is unavailable) and waiting for a person
+// (terminal: credentials, rights, configuration). A transient directory error in any phase also
+// marks DirectoryReachable False, since that is what it means.
+func (r *DKMContainerReconciler) failPhase(s *scope, cond, action string, err error) error {
+	var ce *configError
+	if errors.As(err, &ce) {
+		markFalse(s.obj, cond, ce.reason, ce.msg)
+		r.warn(s.obj, ce.reason, action, ce.msg)
+		return stop(ce.reason)
+	}
+	reason, transient := directoryReason(err)
+	markFalse(s.obj, cond, reason, err.Error())
+	if transient && cond != dkmv1.ConditionDirectoryReachable {
+		markFalse(s.obj, dkmv1.ConditionDirectoryReachable, reason, err.Error())
+	}
+	r.warn(s.obj, reason, action, err.Error())
+	if transient {
+		return err
+	}
+	return stop(reason)
+}
+
+// directoryReason maps a directory error to a DirectoryReachable reason and says whether it is
+// transient.
+func directoryReason(err error) (string, bool) {
+	switch directory.KindOf(err) {
+	case directory.KindInvalidCredentials:
+		return dkmv1.ReasonInvalidCredentials, false
+	case directory.KindTLS:
+		return dkmv1.ReasonTLSError, false
+	case directory.KindConfig:
+		return dkmv1.ReasonInvalidConfig, false
+	case directory.KindUnknownPrincipal:
+		return dkmv1.ReasonUnknownAccount, false
+	case directory.KindInsufficientAccess:
+		return dkmv1.ReasonInsufficientRight, false
+	case directory.KindTransient:
+		return dkmv1.ReasonDirectoryDown, true
+	default:
+		if directory.IsTransient(err) {
+			return dkmv1.ReasonDirectoryDown, true
+		}
+		return dkmv1.ReasonDirectoryError, false
+	}
+}

@@ -1,0 +1,290 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	dkmv1 "github.com/dkm-operator/dkm-operator/api/v1alpha1"
+	"github.com/dkm-operator/dkm-operator/internal/directory"
+	"github.com/dkm-operator/dkm-operator/internal/keys"
+)
+
+// reconcileKey makes sure the container holds exactly one `DC Manager` object with a readable
+// key ring, following DESIGN.md's rules: adopt what exists, create only when nothing was ever
+// recorded, report KeyLost (and do nothing destructive) when a recorded key vanished, rotate by
+// adding versions. It owns KeyReady and publishes the ring for the projector.
+func (r *DKMContainerReconciler) reconcileKey(ctx context.Context, s *scope) error {
+	const cond = dkmv1.ConditionKeyReady
+	protector, err := r.protector(ctx, s.obj)
+	if err != nil {
+		return r.failPhase(s, cond, "LoadKEK", err)
+	}
+	container, err := keys.ObjectGUIDFromBytes(s.obs.Container.GUID.Bytes())
+	if err != nil {
+		return fmt.Errorf("container %s: %w", s.obs.Container.DN, err)
+	}
+
+	if len(s.obs.Managers) > 1 {
+		var dns []string
+		for _, m := range s.obs.Managers {
+			dns = append(dns, m.DN)
+		}
+		msg := fmt.Sprintf("%s holds %d DC Manager objects (%s); the operator will not guess which key your data needs: "+
+			"move all but one out of the container", s.obs.Container.DN, len(dns), strings.Join(dns, "; "))
+		markFalse(s.obj, cond, dkmv1.ReasonMultipleKeyObjects, msg)
+		r.warn(s.obj, dkmv1.ReasonMultipleKeyObjects, "LoadKey", msg)
+		return stop(dkmv1.ReasonMultipleKeyObjects)
+	}
+	var manager *directory.Manager
+	if len(s.obs.Managers) == 1 {
+		manager = &s.obs.Managers[0]
+	}
+
+	if err := r.checkKeyLoss(s, manager); err != nil {
+		return err
+	}
+
+	var ring *keys.Ring
+	if manager == nil || len(manager.Keys) == 0 {
+		ring, manager, err = r.createFirstKey(ctx, s, manager, container, protector)
+	} else {
+		ring, err = r.loadRing(ctx, s, manager, container, protector)
+	}
+	if err != nil {
+		return err
+	}
+	if ring, err = r.maintainRing(ctx, s, manager, ring, protector); err != nil {
+		return err
+	}
+
+	r.Keys.Set(s.obj, ring)
+	r.Metrics.KeyAge(s.obj, s.now.Sub(ring.Active().Created))
+	recordKeys(s.obj, manager, ring)
+	active := ring.Active()
+	markTrue(s.obj, cond, dkmv1.ReasonReady, fmt.Sprintf("active key %s (%s), %d version(s) in %s",
+		active.ID, active.Fingerprint, ring.Len(), manager.DN))
+	return nil
+}
+
+// checkKeyLoss compares the key IDs status remembers with those in AD. A vanished key is
+// KeyLost: nothing is created until a person restores it or acknowledges the loss by naming the
+// lost key's ID in the regenerate annotation.
+func (r *DKMContainerReconciler) checkKeyLoss(s *scope, manager *directory.Manager) error {
+	present := map[string]bool{}
+	if manager != nil {
+		for _, k := range manager.Keys {
+			present[strings.ToLower(k.ID)] = true
+		}
+	}
+	var lost []string
+	for _, id := range knownKeyIDs(s.obj) {
+		if !present[id] {
+			lost = append(lost, id)
+		}
+	}
+	if len(lost) == 0 {
+		return nil
+	}
+	ack := strings.ToLower(strings.TrimSpace(s.obj.Annotations[dkmv1.AnnotationRegenerateLostKey]))
+	if !slices.Contains(lost, ack) {
+		msg := fmt.Sprintf("key %s recorded in status is gone from %s; data encrypted with it needs it back: restore "+
+			"the DC Manager object from an AD backup, or accept the loss and create a new key by annotating this "+
+			"DKMContainer %s=%s", strings.Join(lost, ", "), s.obs.Container.DN, dkmv1.AnnotationRegenerateLostKey, lost[0])
+		if ack != "" {
+			msg += fmt.Sprintf(" (the annotation names %s, which is not a lost key)", ack)
+		}
+		markFalse(s.obj, dkmv1.ConditionKeyReady, dkmv1.ReasonKeyLost, msg)
+		r.warn(s.obj, dkmv1.ReasonKeyLost, "LoadKey", msg)
+		return stop(dkmv1.ReasonKeyLost)
+	}
+	// The person named a lost key: forget every lost ID, so the ring is rebuilt from what AD holds
+	// (and a new key is created if AD holds none).
+	s.obj.Status.Keys = slices.DeleteFunc(s.obj.Status.Keys, func(k dkmv1.KeyVersion) bool {
+		return slices.Contains(lost, strings.ToLower(k.ID))
+	})
+	if slices.Contains(lost, strings.ToLower(s.obj.Status.ActiveKeyID)) {
+		s.obj.Status.ActiveKeyID, s.obj.Status.ActiveKeyFingerprint = "", ""
+	}
+	r.warn(s.obj, "KeyLossAcknowledged", "RegenerateKey", fmt.Sprintf(
+		"the loss of key %s was acknowledged by annotation %s; continuing with what AD holds", strings.Join(lost, ", "), dkmv1.AnnotationRegenerateLostKey))
+	return nil
+}
+
+func knownKeyIDs(obj *dkmv1.DKMContainer) []string {
+	var ids []string
+	if obj.Status.ActiveKeyID != "" {
+		ids = append(ids, strings.ToLower(obj.Status.ActiveKeyID))
+	}
+	for _, k := range obj.Status.Keys {
+		if id := strings.ToLower(k.ID); !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// createFirstKey creates the DC Manager object (if missing) and the first key version, each
+// with its security descriptor in the add request.
+func (r *DKMContainerReconciler) createFirstKey(ctx context.Context, s *scope, manager *directory.Manager,
+	container keys.ObjectGUID, p keys.Protector) (*keys.Ring, *directory.Manager, error) {
+	const cond = dkmv1.ConditionKeyReady
+	if manager == nil {
+		obj, err := s.dir.CreateManager(ctx, s.obs.Container.DN)
+		if err != nil {
+			return nil, nil, r.keyWriteFailure(ctx, s, "create the DC Manager object", err)
+		}
+		manager = &directory.Manager{Object: obj}
+		s.obj.Status.KeyObject = objectRef(nil, obj, true)
+	}
+	ring, stored, err := keys.NewRing(container, p, s.now)
+	if err != nil {
+		return nil, nil, r.failPhase(s, cond, "CreateKey", err)
+	}
+	if _, err := s.dir.AddKey(ctx, manager.DN, stored.ID, stored.Blob); err != nil {
+		return nil, nil, r.keyWriteFailure(ctx, s, "add the key", err)
+	}
+	if err := s.dir.SetActiveKey(ctx, manager.DN, stored.ID); err != nil {
+		return nil, nil, r.keyWriteFailure(ctx, s, "set the active key", err)
+	}
+	r.normal(s.obj, dkmv1.ReasonKeyCreated, "CreateKey", fmt.Sprintf("created key %s (%s) in %s",
+		ring.ActiveID(), ring.Active().Fingerprint, manager.DN))
+	return ring, manager, nil
+}
+
+// loadRing opens the key versions AD holds. A ring that does not open (wrong KEK, altered blob)
+// is reported, never replaced.
+func (r *DKMContainerReconciler) loadRing(ctx context.Context, s *scope, manager *directory.Manager,
+	container keys.ObjectGUID, p keys.Protector) (*keys.Ring, error) {
+	const cond = dkmv1.ConditionKeyReady
+	stored := make([]keys.StoredKey, 0, len(manager.Keys))
+	for _, k := range manager.Keys {
+		stored = append(stored, keys.StoredKey{ID: k.ID, Blob: k.Blob, Created: k.Created})
+	}
+	activeID := ""
+	if manager.Policy != nil {
+		activeID = manager.Policy.ActiveKeyID
+	}
+	if activeID == "" {
+		// Keys without a CryptoPolicy (an interrupted first run): the newest version is the one
+		// a replica would have been handed last. Point CryptoPolicy at it; nothing is deleted.
+		activeID = manager.Keys[len(manager.Keys)-1].ID
+		if err := s.dir.SetActiveKey(ctx, manager.DN, activeID); err != nil {
+			return nil, r.keyWriteFailure(ctx, s, "set the active key", err)
+		}
+		r.normal(s.obj, "ActiveKeyAdopted", "LoadKey", fmt.Sprintf("%s had no CryptoPolicy; made the newest key %s active", manager.DN, activeID))
+	}
+	ring, err := keys.LoadRing(container, activeID, stored, p)
+	if err != nil {
+		msg := fmt.Sprintf("the keys in %s do not open (%v); nothing was changed: check the KEK Secret "+
+			"(a retired KEK must stay under a kek.<suffix> entry until re-wrapped) and spec.keyProtection.mode", manager.DN, err)
+		markFalse(s.obj, cond, dkmv1.ReasonKeyUnreadable, msg)
+		r.warn(s.obj, dkmv1.ReasonKeyUnreadable, "LoadKey", msg)
+		return nil, stop(dkmv1.ReasonKeyUnreadable)
+	}
+	return ring, nil
+}
+
+// maintainRing re-wraps versions still under a retired KEK and rotates when the period elapsed.
+// Old versions are never deleted.
+func (r *DKMContainerReconciler) maintainRing(ctx context.Context, s *scope, manager *directory.Manager,
+	ring *keys.Ring, p keys.Protector) (*keys.Ring, error) {
+	const cond = dkmv1.ConditionKeyReady
+	if ring.NeedsRewrap() {
+		rewrapped, blobs, err := ring.Rewrap(p)
+		if err != nil {
+			return nil, r.failPhase(s, cond, "RewrapKeys", err)
+		}
+		for _, b := range blobs {
+			dn := keyDN(manager, b.ID)
+			if err := s.dir.ReplaceKeyBlob(ctx, dn, b.Blob); err != nil {
+				return nil, r.keyWriteFailure(ctx, s, "re-wrap key "+b.ID, err)
+			}
+		}
+		ring = rewrapped
+		r.normal(s.obj, "KeysRewrapped", "RewrapKeys", fmt.Sprintf("re-wrapped %d key version(s) under the active KEK", len(blobs)))
+	}
+	if period := rotationPeriod(s.obj); keys.RotationDue(ring.Active().Created, period, s.now) {
+		rotated, stored, err := ring.Rotate(p, s.now)
+		if err != nil {
+			return nil, r.failPhase(s, cond, "RotateKey", err)
+		}
+		// Key contact first, then CryptoPolicy: an interruption leaves an extra inactive
+		// version, never a policy pointing at nothing.
+		if _, err := s.dir.AddKey(ctx, manager.DN, stored.ID, stored.Blob); err != nil {
+			return nil, r.keyWriteFailure(ctx, s, "add the rotated key", err)
+		}
+		if err := s.dir.SetActiveKey(ctx, manager.DN, stored.ID); err != nil {
+			return nil, r.keyWriteFailure(ctx, s, "activate the rotated key", err)
+		}
+		ring = rotated
+		r.normal(s.obj, dkmv1.ReasonKeyRotated, "RotateKey", fmt.Sprintf("rotated to key %s (%s); %d version(s) retained",
+			ring.ActiveID(), ring.Active().Fingerprint, ring.Len()))
+	}
+	return ring, nil
+}
+
+// keyWriteFailure explains a failed key write; insufficient access names the missing rights.
+func (r *DKMContainerReconciler) keyWriteFailure(ctx context.Context, s *scope, action string, err error) error {
+	if directory.KindOf(err) == directory.KindInsufficientAccess {
+		return r.rightsFailure(ctx, s, dkmv1.ConditionKeyReady, s.obs.Container.DN, action, false, err)
+	}
+	return r.failPhase(s, dkmv1.ConditionKeyReady, "WriteKey", err)
+}
+
+func keyDN(m *directory.Manager, id string) string {
+	for _, k := range m.Keys {
+		if strings.EqualFold(k.ID, id) {
+			return k.DN
+		}
+	}
+	return ""
+}
+
+func rotationPeriod(obj *dkmv1.DKMContainer) (period time.Duration) {
+	if obj.Spec.Rotation != nil && obj.Spec.Rotation.Period != nil {
+		return obj.Spec.Rotation.Period.Duration
+	}
+	return 0
+}
+
+// recordKeys writes the key object and the fingerprints (never key bytes) into status.
+func recordKeys(obj *dkmv1.DKMContainer, manager *directory.Manager, ring *keys.Ring) {
+	obj.Status.KeyObject = objectRef(obj.Status.KeyObject, manager.Object, false)
+	active := ring.Active()
+	obj.Status.ActiveKeyID = active.ID.String()
+	obj.Status.ActiveKeyFingerprint = active.Fingerprint.String()
+	obj.Status.Keys = obj.Status.Keys[:0]
+	for _, v := range ring.Versions() {
+		kv := dkmv1.KeyVersion{ID: v.ID.String(), Fingerprint: v.Fingerprint.String()}
+		if !v.Created.IsZero() {
+			t := metav1.NewTime(v.Created.UTC().Truncate(time.Second))
+			kv.Created = &t
+		}
+		obj.Status.Keys = append(obj.Status.Keys, kv)
+	}
+}
+
+// protector returns the key protection for the spec: Plain, or Wrapped under the KEK Secret.
+func (r *DKMContainerReconciler) protector(ctx context.Context, obj *dkmv1.DKMContainer) (keys.Protector, error) {
+	kp := obj.Spec.KeyProtection
+	if kp.Mode == dkmv1.KeyPlain {
+		return keys.NewProtector(keys.ModePlain, nil)
+	}
+	if kp.KEKSecretRef == nil {
+		return nil, &configError{dkmv1.ReasonKEKSecretMissing, "keyProtection.mode Wrapped needs keyProtection.kekSecretRef"}
+	}
+	secret, err := r.readSecret(ctx, obj.Namespace, kp.KEKSecretRef.Name)
+	if err != nil {
+		return nil, secretError(err, dkmv1.ReasonKEKSecretMissing, "KEK Secret", obj.Namespace, kp.KEKSecretRef.Name)
+	}
+	ring, err := keys.ParseKEKSecret(secret.Data)
+	if err != nil {
+		return nil, &configError{dkmv1.ReasonKEKInvalid, fmt.Sprintf("KEK Secret %s/%s: %v", obj.Namespace, kp.KEKSecretRef.Name, err)}
+	}
+	return keys.NewProtector(keys.ModeWrapped, ring)
+}

@@ -1,0 +1,61 @@
+package controllers
+
+import (
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	dkmv1 "github.com/dkm-operator/dkm-operator/api/v1alpha1"
+	"github.com/dkm-operator/dkm-operator/internal/directory"
+	"github.com/dkm-operator/dkm-operator/internal/secdesc"
+)
+
+// scope carries what one reconcile learns from phase to phase.
+type scope struct {
+	obj      *dkmv1.DKMContainer
+	original *dkmv1.DKMContainer
+	now      time.Time
+
+	// connect
+	dir    Directory
+	domain directory.Domain
+	// operatorSID is the bind identity's SID: it is granted full control with the service
+	// accounts so that Enforce never locks the operator out of the keys it manages.
+	operatorSID secdesc.SID
+	accounts    []secdesc.SID
+	aliases     secdesc.Aliases
+
+	// container
+	obs *directory.Observation
+	// rightsChecked records that effective rights were read in this reconcile (Adopt).
+	rightsChecked bool
+	rights        directory.Rights
+}
+
+func newScope(obj *dkmv1.DKMContainer, now time.Time) *scope {
+	return &scope{obj: obj, original: obj.DeepCopy(), now: now}
+}
+
+// finish stamps observedGeneration and the Ready summary.
+func (s *scope) finish() {
+	s.obj.Status.ObservedGeneration = s.obj.Generation
+	summariseReady(s.obj)
+}
+
+// failureReason is Ready's reason, for metrics.
+func (s *scope) failureReason() string {
+	if c := meta.FindStatusCondition(s.obj.Status.Conditions, dkmv1.ConditionReady); c != nil && c.Status != metav1.ConditionTrue {
+		return c.Reason
+	}
+	return "Unknown"
+}
+
+// desiredDACL is the DKM template for this domain, its service accounts and the operator.
+func (s *scope) desiredDACL() (*secdesc.SecurityDescriptor, error) {
+	accounts := append([]secdesc.SID{}, s.accounts...)
+	if !s.operatorSID.IsZero() {
+		accounts = append(accounts, s.operatorSID)
+	}
+	return secdesc.DKMTemplate(s.domain.SID, s.domain.ForestRootSID, accounts)
+}
