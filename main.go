@@ -26,6 +26,8 @@ import (
 	"github.com/dkm-operator/dkm-operator/internal/directory"
 )
 
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+
 func main() {
 	var (
 		metricsAddr, probeAddr, namespaces string
