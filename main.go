@@ -8,14 +8,9 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/selection"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -67,7 +62,7 @@ func run(metricsAddr, probeAddr, namespaces string, leaderElect bool, resync, re
 		HealthProbeBindAddress: probeAddr,
 		LeaderElection:         leaderElect,
 		LeaderElectionID:       "dkm-operator.dkm.io",
-		Cache:                  cacheOptions(namespaces),
+		Cache:                  controllers.CacheOptions(watchNamespaces(namespaces)),
 	})
 	if err != nil {
 		return err
@@ -91,6 +86,15 @@ func run(metricsAddr, probeAddr, namespaces string, leaderElect bool, resync, re
 		return err
 	}
 
+	if err := (&controllers.ReplicaProjector{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("dkm-operator"),
+		Keys:      keyStore,
+	}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
@@ -100,22 +104,13 @@ func run(metricsAddr, probeAddr, namespaces string, leaderElect bool, resync, re
 	return mgr.Start(ctrl.SetupSignalHandler())
 }
 
-// cacheOptions keeps the cache narrow: Secrets only when labelled as projected key Secrets
-// (never every Secret in the cluster), and only the watched namespaces in namespaced mode.
-func cacheOptions(namespaces string) cache.Options {
-	projected, _ := labels.NewRequirement(controllers.LabelContainer, selection.Exists, nil)
-	opts := cache.Options{
-		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {Label: labels.NewSelector().Add(*projected)},
-		},
-	}
-	if namespaces != "" {
-		opts.DefaultNamespaces = map[string]cache.Config{}
-		for _, ns := range strings.Split(namespaces, ",") {
-			if ns = strings.TrimSpace(ns); ns != "" {
-				opts.DefaultNamespaces[ns] = cache.Config{}
-			}
+// watchNamespaces parses --namespaces.
+func watchNamespaces(flag string) []string {
+	var out []string
+	for _, ns := range strings.Split(flag, ",") {
+		if ns = strings.TrimSpace(ns); ns != "" {
+			out = append(out, ns)
 		}
 	}
-	return opts
+	return out
 }

@@ -148,7 +148,8 @@ func (r *DKMContainerReconciler) patchStatus(ctx context.Context, s *scope) erro
 	if equality.Semantic.DeepEqual(s.original.Status, s.obj.Status) {
 		return nil
 	}
-	if err := r.Status().Patch(ctx, s.obj, client.MergeFrom(s.original)); err != nil {
+	// Optimistic locking: the projector writes ReplicasProjected into the same conditions list.
+	if err := r.Status().Patch(ctx, s.obj, client.MergeFromWithOptions(s.original, client.MergeFromWithOptimisticLock{})); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil
 		}

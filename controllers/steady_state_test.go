@@ -86,6 +86,6 @@ var _ = Describe("A steady-state reconcile", func() {
 			}
 		}
 		Expect(delta).To(Equal(map[string]int{"search": 1}), "LDAP operations of one steady-state reconcile")
-		Expect(writes.Load() - writesBefore).To(BeZero(), "Kubernetes writes of one steady-state reconcile")
+		Expect(writes.Load()-writesBefore).To(BeZero(), "Kubernetes writes of one steady-state reconcile")
 	})
 })

@@ -75,6 +75,7 @@ var _ = BeforeSuite(func(ctx context.Context) {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:  scheme,
 		Metrics: metricsserver.Options{BindAddress: "0"},
+		Cache:   CacheOptions(nil),
 	})
 	Expect(err).NotTo(HaveOccurred())
 	pool := directory.NewPool()
@@ -89,6 +90,13 @@ var _ = BeforeSuite(func(ctx context.Context) {
 		Metrics:     NewMetrics(nil),
 		Resync:      testResync,
 		Retry:       testRetry,
+	}).SetupWithManager(mgr)).To(Succeed())
+
+	Expect((&ReplicaProjector{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("dkm-operator"),
+		Keys:      keyStore,
 	}).SetupWithManager(mgr)).To(Succeed())
 
 	mgrCtx, cancel := context.WithCancel(context.Background())

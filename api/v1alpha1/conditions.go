@@ -52,12 +52,18 @@ const (
 	ReasonRegenerateMismatch = "RegenerateMismatch"
 
 	// ReplicasProjected reasons.
+	ReasonKeysNotLoaded    = "KeysNotLoaded"
 	ReasonNoReplicas       = "NoReplicasConfigured"
 	ReasonProjectionFailed = "ProjectionFailed"
 )
 
-// Annotations a person sets on a DKMContainer.
+// Annotations a person sets on a DKMContainer or a pod.
 const (
+	// AnnotationInject on a pod names the DKMContainer whose key Secret the webhook mounts.
+	AnnotationInject = "dkm.io/inject"
+	// AnnotationMountPath on a pod overrides where the key Secret is mounted.
+	AnnotationMountPath = "dkm.io/mount-path"
+
 	// AnnotationRegenerateLostKey, set to the ID of a key reported KeyLost, allows the operator to
 	// create a new key. It must name the lost key so that it cannot be applied by accident to a
 	// different loss; the operator removes nothing and records the new key in status.

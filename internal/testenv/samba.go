@@ -42,12 +42,12 @@ type DC struct {
 	AdminUser     string
 	AdminPassword string
 
-	dir     string
-	lock    *os.File
+	dir  string
+	lock *os.File
 	// addedAddress records that StartDC put Address on lo, so Close takes it off again.
 	addedAddress bool
-	mu      sync.Mutex
-	process *sambaProcess
+	mu           sync.Mutex
+	process      *sambaProcess
 }
 
 // DCOptions tune StartDC. The zero value is the common case.
