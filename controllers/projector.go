@@ -3,8 +3,6 @@ package controllers
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -96,7 +94,7 @@ func (p *ReplicaProjector) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		if !pod.DeletionTimestamp.IsZero() || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 			continue // its Secret goes with it (owner reference)
 		}
-		name := SecretName(obj.Name, pod.Name)
+		name := dkmv1.KeySecretName(obj.Name, pod.Name)
 		if !slices.Contains(obj.Spec.Replicas.ServiceAccountNames, serviceAccountOf(pod)) {
 			denied++
 			p.denyPod(obj, pod)
@@ -166,7 +164,7 @@ func desiredSecret(obj *dkmv1.DKMContainer, pod *corev1.Pod, ring *keys.Ring) *c
 	}
 	return &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:      SecretName(obj.Name, pod.Name),
+			Name:      dkmv1.KeySecretName(obj.Name, pod.Name),
 			Namespace: obj.Namespace,
 			Labels:    map[string]string{LabelContainer: obj.Name, LabelPod: truncateLabel(pod.Name)},
 			OwnerReferences: []metav1.OwnerReference{{
@@ -194,19 +192,6 @@ func secretMatches(cur, want *corev1.Secret) bool {
 		}
 	}
 	return true
-}
-
-// SecretName is `<dkm>-<pod>-<hash>`: readable, within the 253-character limit, and
-// collision-free ("a" + "b-c" and "a-b" + "c" differ in the hash). The webhook computes the same
-// name at admission.
-func SecretName(dkm, pod string) string {
-	sum := sha256.Sum256([]byte(dkm + "/" + pod))
-	suffix := "-" + hex.EncodeToString(sum[:])[:10]
-	base := dkm + "-" + pod
-	if max := 253 - len(suffix); len(base) > max {
-		base = base[:max]
-	}
-	return base + suffix
 }
 
 func truncateLabel(v string) string {

@@ -48,7 +48,7 @@ var _ = Describe("Replica projection", func() {
 	secretOf := func(ctx context.Context, obj *dkmv1.DKMContainer, podName string) func() (*corev1.Secret, error) {
 		return func() (*corev1.Secret, error) {
 			s := &corev1.Secret{}
-			err := k8sClient.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: SecretName(obj.Name, podName)}, s)
+			err := k8sClient.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: dkmv1.KeySecretName(obj.Name, podName)}, s)
 			return s, err
 		}
 	}
@@ -188,9 +188,9 @@ var _ = Describe("Replica projection", func() {
 	})
 })
 
-var _ = DescribeTable("SecretName",
+var _ = DescribeTable("KeySecretName",
 	func(dkm, pod string) {
-		name := SecretName(dkm, pod)
+		name := dkmv1.KeySecretName(dkm, pod)
 		Expect(len(name)).To(BeNumerically("<=", 253))
 		Expect(name).To(MatchRegexp(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`))
 	},
@@ -198,8 +198,8 @@ var _ = DescribeTable("SecretName",
 	Entry("long", string(make253('a')), string(make253('b'))),
 )
 
-var _ = It("SecretName keeps dash-ambiguous pairs apart", func() {
-	Expect(SecretName("a", "b-c")).NotTo(Equal(SecretName("a-b", "c")))
+var _ = It("KeySecretName keeps dash-ambiguous pairs apart", func() {
+	Expect(dkmv1.KeySecretName("a", "b-c")).NotTo(Equal(dkmv1.KeySecretName("a-b", "c")))
 })
 
 func make253(c byte) []byte {
