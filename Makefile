@@ -38,8 +38,9 @@ lint: ## gofmt check, go vet, and a staleness check of generated files.
 
 .PHONY: check-generated
 check-generated: generate manifests ## Fail if generated code or manifests differ from what is committed.
-	@if [ -n "$$(git status --porcelain -- api config)" ]; then \
-	  echo "generated files are stale; run 'make generate manifests' and commit:"; git status --porcelain -- api config; exit 1; fi
+	@gen="api config/crd/bases config/rbac/role.yaml config/webhook/manifests.yaml"; \
+	if [ -n "$$(git status --porcelain -- $$gen)" ]; then \
+	  echo "generated files are stale; run 'make generate manifests' and commit:"; git status --porcelain -- $$gen; exit 1; fi
 
 ##@ Test
 
