@@ -85,7 +85,9 @@ func run(metricsAddr, probeAddr, namespaces string, leaderElect bool, resync, re
 	}
 
 	m := controllers.NewMetrics(metrics.Registry)
-	pool := directory.NewPool(directory.WithObserver(m.ObserveLDAP))
+	// Principals are cached beyond one resync period, so a steady-state resync is a single LDAP
+	// search; an account's SID never changes, so the cost is only a slower notice of renames.
+	pool := directory.NewPool(directory.WithObserver(m.ObserveLDAP), directory.WithPrincipalTTL(2*resync))
 	defer pool.Close()
 	keyStore := controllers.NewKeyStore()
 
