@@ -34,6 +34,11 @@ type Client struct {
 	conn   *ldap.Conn
 	connEP string // URL of conn
 	closed bool
+	// bindErr is the last terminal bind failure (e.g. a wrong password), answered without
+	// dialling until bindErrUntil: every reconcile re-binding with a bad password could lock
+	// the account out. A new password makes a new Client, so a fix takes effect at once.
+	bindErr      *Error
+	bindErrUntil time.Time
 
 	countMu sync.Mutex
 	counts  map[string]int
@@ -154,9 +159,14 @@ func (c *Client) connect(ctx context.Context) (conn *ldap.Conn, fresh bool, err 
 	if conn, err := c.current(); conn != nil || err != nil {
 		return conn, false, err
 	}
-	conn, ep, err := c.dialAny(ctx)
-	if err != nil {
-		return nil, false, err
+	conn, ep, derr := c.dialAny(ctx)
+	if derr != nil {
+		if derr.Op == "bind" && derr.Kind != KindTransient {
+			c.mu.Lock()
+			c.bindErr, c.bindErrUntil = derr, c.pool.now().Add(bindFailureMemory)
+			c.mu.Unlock()
+		}
+		return nil, false, derr
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -178,8 +188,14 @@ func (c *Client) current() (*ldap.Conn, error) {
 	if c.conn != nil && !c.conn.IsClosing() {
 		return c.conn, nil
 	}
+	if c.bindErr != nil && c.pool.now().Before(c.bindErrUntil) {
+		return nil, c.bindErr
+	}
 	return nil, nil
 }
+
+// bindFailureMemory is how long a terminal bind failure is answered from memory.
+const bindFailureMemory = 30 * time.Second
 
 func (c *Client) urls() []string {
 	out := make([]string, len(c.s.endpoints))
@@ -192,7 +208,7 @@ func (c *Client) urls() []string {
 // dialAny dials and binds the endpoints in order and returns the first that works. A bind
 // refused for a reason other than the network (wrong password, ...) ends the search at once:
 // every DC of the domain would say the same, and retrying could lock the account out.
-func (c *Client) dialAny(ctx context.Context) (*ldap.Conn, string, error) {
+func (c *Client) dialAny(ctx context.Context) (*ldap.Conn, string, *Error) {
 	var errs []*Error
 	for _, ep := range c.s.endpoints {
 		conn, err := c.dialEndpoint(ctx, ep)

@@ -38,6 +38,10 @@ func TestWrongPasswordIsTerminal(t *testing.T) {
 	if n := c.Ops()["bind"]; n != 1 {
 		t.Errorf("%d binds with a wrong password, want 1 (no retry on the next URL)", n)
 	}
+	// Asked again at once, the client answers from memory instead of binding again (lockout).
+	if _, again := c.Observe(testCtx(t), "CN=System,"+dc.BaseDN); KindOf(again) != KindInvalidCredentials || c.Ops()["bind"] != 1 {
+		t.Errorf("second call: %v after %d binds, want the remembered failure", again, c.Ops()["bind"])
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	if results["bind invalid_credentials"] != 1 || results["dial ok"] != 1 {

@@ -2,9 +2,9 @@ package directory
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,19 +15,15 @@ import (
 )
 
 // One real Samba AD DC serves every integration test of this package; tests create objects
-// with unique names. A test that needs to stop a DC starts its own.
+// with unique names. It starts when the first test asks for it (so unit tests, -short runs and
+// fuzzing workers start none). A test that needs to stop a DC starts its own.
 var (
+	sharedOnce  sync.Once
 	sharedDC    *testenv.DC
 	sharedDCErr error
 )
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	if !testing.Short() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		sharedDC, sharedDCErr = testenv.StartDC(ctx, testenv.DCOptions{})
-		cancel()
-	}
 	code := m.Run()
 	if sharedDC != nil {
 		sharedDC.Close()
@@ -41,6 +37,11 @@ func needDC(t *testing.T) *testenv.DC {
 	if testing.Short() {
 		t.Skip("-short: no Samba AD DC")
 	}
+	sharedOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		sharedDC, sharedDCErr = testenv.StartDC(ctx, testenv.DCOptions{})
+	})
 	if sharedDCErr != nil {
 		t.Fatalf("starting the Samba AD DC: %v", sharedDCErr)
 	}
