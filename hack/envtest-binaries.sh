@@ -27,4 +27,19 @@ build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
 if [ "${1:-}" = controller-manager ]; then
   build kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
 fi
-echo "$dir"
+# envtest starts these as children of the test binary; a test binary killed by a timeout would
+# leave them running. Wrappers that exec them under `setpriv --pdeathsig KILL` make the kernel
+# kill them with their parent. envtest is pointed at the wrapper directory.
+if command -v setpriv >/dev/null; then
+  wrapped="$dir/pdeathsig"
+  mkdir -p "$wrapped"
+  for bin in "$dir"/*; do
+    [ -f "$bin" ] && [ -x "$bin" ] || continue
+    name=$(basename "$bin")
+    printf '#!/bin/sh\nexec setpriv --pdeathsig KILL -- "%s" "$@"\n' "$bin" >"$wrapped/$name"
+    chmod +x "$wrapped/$name"
+  done
+  echo "$wrapped"
+else
+  echo "$dir"
+fi
