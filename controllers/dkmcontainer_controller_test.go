@@ -190,6 +190,20 @@ var _ = Describe("DKMContainer reconciler", func() {
 		Eventually(func() bool { return adExists(path) }, eventually).Should(BeFalse())
 	})
 
+	It("refuses a container holding several DC Manager objects and names them", func(ctx context.Context) {
+		path := f.path("multi")
+		obj := f.dkm("multi", path)
+		Expect(k8sClient.Create(ctx, obj)).To(Succeed())
+		first := expectReady(ctx, obj)
+		second := "CN=DC Manager 11111111-2222-4333-8444-555555555555," + path
+		adCreateContainer(second, "D:")
+		c := expectCondition(ctx, obj, dkmv1.ConditionKeyReady, metav1.ConditionFalse, dkmv1.ReasonMultipleKeyObjects)
+		Expect(c.Message).To(ContainSubstring(second))
+		Expect(c.Message).To(ContainSubstring(first.Status.KeyObject.DN))
+		Expect(get(ctx, obj).Status.ActiveKeyFingerprint).To(Equal(first.Status.ActiveKeyFingerprint), "status keeps the key")
+		Expect(adKeys(path)).To(HaveLen(1), "nothing created or removed")
+	})
+
 	It("rotates by adding a version and keeps the old ones", func(ctx context.Context) {
 		obj := f.dkm("rotating", f.path("rotate"))
 		obj.Spec.Rotation = &dkmv1.RotationSpec{Period: &metav1.Duration{Duration: 3 * time.Second}}
