@@ -51,7 +51,7 @@ test: test-env ## Unit, envtest and Samba integration tests; installs/builds wha
 	@hack/leftovers.sh
 
 .PHONY: test-env
-test-env: ## Install Samba and build kube-apiserver/etcd if missing (cached under bin/).
+test-env: tools ## Install Samba, kustomize and helm, and build kube-apiserver/etcd if missing (cached under bin/).
 	hack/samba-dc.sh template >/dev/null
 	hack/envtest-binaries.sh >/dev/null
 
@@ -60,7 +60,27 @@ clean-env: ## Stop anything a test run left behind and remove the built test env
 	hack/leftovers.sh --kill || true
 	rm -rf bin/
 
+##@ Deploy
+
+.PHONY: kustomize-build
+kustomize-build: $(KUSTOMIZE) ## Print the operator's manifests: kustomize build config/default.
+	@$(KUSTOMIZE) build config/default
+
+.PHONY: chart-crds
+chart-crds: ## Copy the generated CRDs and ClusterRole (config/) into the Helm chart's files/.
+	rm -f charts/dkm-operator/files/crds/*.yaml
+	cp config/crd/bases/*.yaml charts/dkm-operator/files/crds/
+	cp config/rbac/role.yaml charts/dkm-operator/files/rbac/role.yaml
+
+.PHONY: helm-lint
+helm-lint: $(HELM) ## helm lint --strict the chart, cluster-wide and namespaced.
+	$(HELM) lint --strict charts/dkm-operator
+	$(HELM) lint --strict charts/dkm-operator --set 'watchNamespaces={team-a,team-b}'
+
 ##@ Tools
+
+.PHONY: tools
+tools: $(KUSTOMIZE) $(HELM) ## Install kustomize and helm (hack/versions.env) into bin/tools.
 
 $(CONTROLLER_GEN):
 	GOBIN=$(TOOLS) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
