@@ -1,0 +1,336 @@
+package deploy
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+const (
+	keepAnnotation = "helm.sh/resource-policy"
+	chartImage     = "dkm-operator:0.1.0" // image.repository:appVersion
+)
+
+// The chart renders its CRDs and RBAC from copies of the generated files; `make chart-crds`
+// refreshes them. A byte-for-byte comparison is the whole contract.
+func TestChartCopiesOfGeneratedFiles(t *testing.T) {
+	dir := root(t)
+	pairs := map[string]string{
+		filepath.Join(chartDir, "files", "rbac", "role.yaml"): filepath.Join("config", "rbac", "role.yaml"),
+	}
+	generated, _ := filepath.Glob(filepath.Join(dir, "config", "crd", "bases", "*.yaml"))
+	for _, g := range generated {
+		pairs[filepath.Join(chartDir, "files", "crds", filepath.Base(g))] = filepath.Join("config", "crd", "bases", filepath.Base(g))
+	}
+	copies, _ := filepath.Glob(filepath.Join(dir, chartDir, "files", "crds", "*.yaml"))
+	for _, c := range copies {
+		if _, ok := pairs[filepath.Join(chartDir, "files", "crds", filepath.Base(c))]; !ok {
+			t.Errorf("%s has no counterpart in config/crd/bases: run `make chart-crds`", c)
+		}
+	}
+	for copied, source := range pairs {
+		want, err := os.ReadFile(filepath.Join(dir, source))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join(dir, copied))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s is not an exact copy of %s: run `make chart-crds` (%v)", copied, source, err)
+		}
+	}
+}
+
+func TestHelmLint(t *testing.T) {
+	for name, flags := range map[string][]string{
+		"default":        nil,
+		"namespaced":     {"--set", "watchNamespaces={team-a,team-b}"},
+		"serviceMonitor": {"--set", "metrics.serviceMonitor.enabled=true"},
+		"single":         {"--set", "replicaCount=1", "--set", "crds.keep=false"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			mustRun(t, helmEnv(t), helmBin(t), append([]string{"lint", "--strict", chartDir}, flags...)...)
+		})
+	}
+}
+
+func TestHelmDefault(t *testing.T) {
+	objs := helmTemplate(t)
+	manager := assertManager(t, objs.get("Deployment", operatorNS, "dkm-operator-controller-manager"), chartImage)
+	assertBindings(t, objs, manager)
+	assertMetricsService(t, objs, manager)
+	assertCRDsMatch(t, objs)
+
+	for _, crd := range objs.ofKind("CustomResourceDefinition") {
+		if crd.GetAnnotations()[keepAnnotation] != "keep" {
+			t.Errorf("CRD %s lacks %s: keep with crds.keep=true", crd.GetName(), keepAnnotation)
+		}
+	}
+	role := typed[rbacv1.ClusterRole](t, objs.one(t, "ClusterRole"))
+	assertRules(t, "chart ClusterRole", role.Rules, generatedRules(t))
+	objs.one(t, "ClusterRoleBinding")
+	le := typed[rbacv1.Role](t, objs.get("Role", operatorNS, "dkm-operator-leader-election-role"))
+	if !grantsLeases(le.Rules) || grantsSecrets(le.Rules) {
+		t.Errorf("leader-election Role rules = %+v, want leases and no Secrets", le.Rules)
+	}
+	if n := len(objs.ofKind("Role")); n != 1 {
+		t.Errorf("cluster-wide mode renders %d Roles, want only the leader-election one", n)
+	}
+
+	pdb := typed[policyv1.PodDisruptionBudget](t, objs.one(t, "PodDisruptionBudget"))
+	if pdb.Spec.MinAvailable == nil || pdb.Spec.MinAvailable.IntValue() != 1 || pdb.Spec.MaxUnavailable != nil {
+		t.Errorf("PDB minAvailable = %v, want 1", pdb.Spec.MinAvailable)
+	}
+	if pdb.Spec.Selector == nil || !selects(pdb.Spec.Selector.MatchLabels, manager) {
+		t.Errorf("PDB selector %v does not select the operator pods", pdb.Spec.Selector)
+	}
+	if !selects(manager.Spec.Selector.MatchLabels, manager) {
+		t.Error("the Deployment's selector does not select its own pods")
+	}
+	if n := len(objs.ofKind("ServiceMonitor")); n != 0 {
+		t.Errorf("ServiceMonitor rendered by default (%d); it must be opt-in", n)
+	}
+	args := manager.Spec.Template.Spec.Containers[0].Args
+	for _, want := range []string{"--leader-elect=true", "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081",
+		"--enable-webhook=false"} {
+		if !slices.Contains(args, want) {
+			t.Errorf("args %v lack %s", args, want)
+		}
+	}
+	if slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--namespaces") }) {
+		t.Errorf("cluster-wide mode passes --namespaces: %v", args)
+	}
+}
+
+func TestHelmCRDs(t *testing.T) {
+	for _, tc := range []struct {
+		flags      []string
+		crds, keep bool
+	}{
+		{flags: nil, crds: true, keep: true},
+		{flags: []string{"--set", "crds.keep=false"}, crds: true, keep: false},
+		{flags: []string{"--set", "crds.install=false"}, crds: false},
+	} {
+		t.Run(strings.Join(tc.flags, " "), func(t *testing.T) {
+			crds := helmTemplate(t, tc.flags...).ofKind("CustomResourceDefinition")
+			if got := len(crds) > 0; got != tc.crds {
+				t.Fatalf("CRDs rendered: %v, want %v", got, tc.crds)
+			}
+			for _, crd := range crds {
+				if _, got := crd.GetAnnotations()[keepAnnotation]; got != tc.keep {
+					t.Errorf("CRD %s has %s: %v, want %v", crd.GetName(), keepAnnotation, got, tc.keep)
+				}
+				if crd.GetAnnotations()["controller-gen.kubebuilder.io/version"] == "" {
+					t.Errorf("CRD %s lost its generated annotations", crd.GetName())
+				}
+			}
+		})
+	}
+}
+
+func TestHelmNamespaced(t *testing.T) {
+	objs := helmTemplate(t, "--set", "watchNamespaces={team-a,team-b}")
+	if n := len(objs.ofKind("ClusterRole")) + len(objs.ofKind("ClusterRoleBinding")); n != 0 {
+		t.Errorf("namespaced mode renders %d ClusterRoles/ClusterRoleBindings, want none", n)
+	}
+	manager := assertManager(t, objs.get("Deployment", operatorNS, "dkm-operator-controller-manager"), chartImage)
+	assertBindings(t, objs, manager)
+	if args := manager.Spec.Template.Spec.Containers[0].Args; !slices.Contains(args, "--namespaces=team-a,team-b") {
+		t.Errorf("args %v lack --namespaces=team-a,team-b", args)
+	}
+	for _, ns := range []string{"team-a", "team-b"} {
+		u := objs.get("Role", ns, "dkm-operator-manager-role")
+		if u == nil {
+			t.Errorf("no Role in %s: %v", ns, objs.ofKind("Role").names())
+			continue
+		}
+		role := typed[rbacv1.Role](t, u)
+		assertRules(t, "Role "+ns, role.Rules, namespaceRules(t))
+		if !grantsSecrets(role.Rules) || grantsLeases(role.Rules) {
+			t.Errorf("Role %s: want Secrets and no Leases, got %+v", ns, role.Rules)
+		}
+		if objs.get("RoleBinding", ns, "dkm-operator-manager-rolebinding") == nil {
+			t.Errorf("no RoleBinding in %s", ns)
+		}
+	}
+	for _, r := range objs.ofKind("Role") {
+		if r.GetNamespace() == operatorNS && grantsSecrets(typed[rbacv1.Role](t, r).Rules) {
+			t.Errorf("Role %s grants Secrets in the operator namespace, which is not watched", r.GetName())
+		}
+	}
+}
+
+func TestHelmPodDisruptionBudget(t *testing.T) {
+	if n := len(helmTemplate(t, "--set", "replicaCount=1").ofKind("PodDisruptionBudget")); n != 0 {
+		t.Errorf("replicaCount=1 renders %d PodDisruptionBudgets, want none (it would block every drain)", n)
+	}
+	if n := len(helmTemplate(t, "--set", "podDisruptionBudget.enabled=false").ofKind("PodDisruptionBudget")); n != 0 {
+		t.Errorf("podDisruptionBudget.enabled=false renders %d PodDisruptionBudgets", n)
+	}
+	pdb := typed[policyv1.PodDisruptionBudget](t, helmTemplate(t, "--set", "replicaCount=3").one(t, "PodDisruptionBudget"))
+	if pdb.Spec.MinAvailable.IntValue() != 1 {
+		t.Errorf("replicaCount=3: minAvailable = %v, want 1", pdb.Spec.MinAvailable)
+	}
+}
+
+func TestHelmServiceMonitor(t *testing.T) {
+	objs := helmTemplate(t, "--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.serviceMonitor.labels.release=prom")
+	sm := objs.one(t, "ServiceMonitor")
+	if sm.GetAPIVersion() != "monitoring.coreos.com/v1" || sm.GetLabels()["release"] != "prom" {
+		t.Errorf("ServiceMonitor %s %v", sm.GetAPIVersion(), sm.GetLabels())
+	}
+	selector, _, _ := unstructured.NestedStringMap(sm.Object, "spec", "selector", "matchLabels")
+	svc := typed[corev1.Service](t, objs.one(t, "Service"))
+	for k, v := range selector {
+		if svc.Labels[k] != v {
+			t.Errorf("ServiceMonitor selector %v does not match the metrics Service labels %v", selector, svc.Labels)
+			break
+		}
+	}
+	endpoints, _, _ := unstructured.NestedSlice(sm.Object, "spec", "endpoints")
+	if len(endpoints) != 1 || endpoints[0].(map[string]any)["port"] != "metrics" {
+		t.Errorf("ServiceMonitor endpoints = %v, want the metrics port", endpoints)
+	}
+
+	off := helmTemplate(t, "--set", "metrics.enabled=false")
+	if n := len(off.ofKind("Service")) + len(off.ofKind("ServiceMonitor")); n != 0 {
+		t.Errorf("metrics.enabled=false renders %d Services/ServiceMonitors", n)
+	}
+	c := typed[appsv1.Deployment](t, off.one(t, "Deployment")).Spec.Template.Spec.Containers[0]
+	if !slices.Contains(c.Args, "--metrics-bind-address=0") {
+		t.Errorf("metrics.enabled=false: args %v lack --metrics-bind-address=0", c.Args)
+	}
+}
+
+func TestHelmPodValues(t *testing.T) {
+	values := filepath.Join(t.TempDir(), "values.yaml")
+	if err := os.WriteFile(values, []byte(`
+image: {repository: mirror/dkm-operator, tag: v9.9.9, pullPolicy: Always}
+imagePullSecrets: [{name: pull}]
+nodeSelector: {kubernetes.io/os: linux}
+tolerations: [{key: dedicated, operator: Equal, value: infra, effect: NoSchedule}]
+affinity: {podAntiAffinity: {requiredDuringSchedulingIgnoredDuringExecution: [{topologyKey: kubernetes.io/hostname}]}}
+podAnnotations: {example.com/scrape: "yes"}
+podLabels: {team: identity}
+priorityClassName: system-cluster-critical
+resources: {requests: {cpu: 50m, memory: 100Mi}, limits: {cpu: "1", memory: 1Gi}}
+resyncPeriod: 15m
+retryPeriod: 30s
+extraArgs: [--zap-log-level=debug]
+serviceAccount: {annotations: {example.com/role: dkm}}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	objs := helmTemplate(t, "-f", values)
+	d := typed[appsv1.Deployment](t, objs.one(t, "Deployment"))
+	pod, c := d.Spec.Template.Spec, d.Spec.Template.Spec.Containers[0]
+	checks := map[string]bool{
+		"image":             c.Image == "mirror/dkm-operator:v9.9.9" && c.ImagePullPolicy == corev1.PullAlways,
+		"imagePullSecrets":  len(pod.ImagePullSecrets) == 1 && pod.ImagePullSecrets[0].Name == "pull",
+		"nodeSelector":      pod.NodeSelector["kubernetes.io/os"] == "linux",
+		"tolerations":       len(pod.Tolerations) == 1 && pod.Tolerations[0].Value == "infra",
+		"affinity":          pod.Affinity != nil && pod.Affinity.PodAntiAffinity != nil,
+		"podAnnotations":    d.Spec.Template.Annotations["example.com/scrape"] == "yes",
+		"podLabels":         d.Spec.Template.Labels["team"] == "identity",
+		"priorityClassName": pod.PriorityClassName == "system-cluster-critical",
+		"resources":         c.Resources.Limits.Memory().String() == "1Gi" && c.Resources.Requests.Cpu().String() == "50m",
+		"periods":           slices.Contains(c.Args, "--resync-period=15m") && slices.Contains(c.Args, "--retry-period=30s"),
+		"extraArgs":         slices.Contains(c.Args, "--zap-log-level=debug"),
+		"serviceAccount":    objs.one(t, "ServiceAccount").GetAnnotations()["example.com/role"] == "dkm",
+	}
+	for what, ok := range checks {
+		if !ok {
+			t.Errorf("%s not applied to the rendered Deployment", what)
+		}
+	}
+}
+
+func TestHelmRejectsBadValues(t *testing.T) {
+	for name, tc := range map[string]struct {
+		set  []string
+		want string
+	}{
+		"webhook not yet":        {[]string{"webhook.enabled=true"}, "pod injection webhook"},
+		"unknown key":            {[]string{"replicas=3"}, "additional properties 'replicas'"},
+		"no replicas":            {[]string{"replicaCount=0"}, "/replicaCount"},
+		"two leaders":            {[]string{"leaderElection.enabled=false"}, "leaderElection.enabled"},
+		"bad pull policy":        {[]string{"image.pullPolicy=Sometimes"}, "/image/pullPolicy"},
+		"bad namespace":          {[]string{"watchNamespaces={Team_A}"}, "/watchNamespaces/0"},
+		"bad duration":           {[]string{"retryPeriod=soon"}, "/retryPeriod"},
+		"metrics on probe port":  {[]string{"metrics.port=8081"}, "/metrics/port"},
+		"monitor without metric": {[]string{"metrics.enabled=false", "metrics.serviceMonitor.enabled=true"}, "metrics.enabled"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			args := []string{"template", "x", chartDir}
+			for _, s := range tc.set {
+				args = append(args, "--set", s)
+			}
+			_, stderr, err := run(t, helmEnv(t), helmBin(t), args...)
+			if err == nil {
+				t.Fatalf("helm template --set %v succeeded; want it refused", tc.set)
+			}
+			if !strings.Contains(stderr, tc.want) {
+				t.Errorf("error does not mention %q:\n%s", tc.want, stderr)
+			}
+		})
+	}
+}
+
+// Every value the schema knows is documented in the chart README's table, and every
+// documented value exists.
+func TestChartREADMEDocumentsEveryValue(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(root(t), chartDir, "values.schema.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema map[string]any
+	if err := json.Unmarshal(data, &schema); err != nil {
+		t.Fatal(err)
+	}
+	var leaves []string
+	var walk func(prefix string, node map[string]any)
+	walk = func(prefix string, node map[string]any) {
+		props, ok := node["properties"].(map[string]any)
+		if !ok {
+			leaves = append(leaves, prefix)
+			return
+		}
+		for k, v := range props {
+			if prefix == "" && k == "global" {
+				continue
+			}
+			walk(strings.TrimPrefix(prefix+"."+k, "."), v.(map[string]any))
+		}
+	}
+	walk("", schema)
+	sort.Strings(leaves)
+
+	readme, err := os.ReadFile(filepath.Join(root(t), chartDir, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]bool{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `([A-Za-z.]+)` \\|").FindAllStringSubmatch(string(readme), -1) {
+		documented[m[1]] = true
+	}
+	for _, leaf := range leaves {
+		if !documented[leaf] {
+			t.Errorf("value %s is not documented in %s/README.md", leaf, chartDir)
+		}
+		delete(documented, leaf)
+	}
+	for key := range documented {
+		t.Errorf("README documents %s, which values.schema.json does not know", key)
+	}
+}
