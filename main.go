@@ -43,6 +43,7 @@ func main() {
 	flag.DurationVar(&resync, "resync-period", controllers.DefaultResync, "How often a healthy DKMContainer is re-read from AD to catch drift.")
 	flag.DurationVar(&retry, "retry-period", controllers.DefaultRetry, "How soon a condition a person must fix (rights, Secrets) is checked again.")
 	flag.BoolVar(&wh.enabled, "enable-webhook", true, "Serve the pod injection webhook (dkm.io/inject).")
+	flag.StringVar(&wh.host, "webhook-host", "", "Address the webhook server binds to; empty binds every interface.")
 	flag.IntVar(&wh.port, "webhook-port", 9443, "Port the webhook server listens on.")
 	flag.StringVar(&wh.certDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "Directory holding the webhook's tls.crt and tls.key.")
 	flag.StringVar(&wh.certManagement, "webhook-cert-management", "self",
@@ -78,7 +79,7 @@ func run(metricsAddr, probeAddr, namespaces string, leaderElect bool, resync, re
 		LeaderElection:         leaderElect,
 		LeaderElectionID:       "dkm-operator.dkm.io",
 		Cache:                  controllers.CacheOptions(watchNamespaces(namespaces)),
-		WebhookServer:          crwebhook.NewServer(crwebhook.Options{Port: wh.port, CertDir: wh.certDir}),
+		WebhookServer:          crwebhook.NewServer(crwebhook.Options{Host: wh.host, Port: wh.port, CertDir: wh.certDir}),
 	})
 	if err != nil {
 		return err
@@ -139,6 +140,7 @@ func watchNamespaces(flag string) []string {
 
 type webhookOptions struct {
 	enabled                             bool
+	host                                string
 	port                                int
 	certDir, certManagement             string
 	secretName, serviceName, configName string
