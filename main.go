@@ -146,7 +146,11 @@ type webhookOptions struct {
 	secretName, serviceName, configName string
 }
 
-// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;list;watch;update;patch
+// Self-managed certificates (cert-controller) watch every MutatingWebhookConfiguration (list and
+// watch cannot be narrowed by name) but write only the operator's own, named by the default
+// --webhook-config-name under the default install (config/default, the Helm chart rewrites it).
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=list;watch
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;update;patch,resourceNames=dkm-operator-mutating-webhook-configuration
 
 // setupWebhook registers the pod injection webhook. In self mode, open-policy-agent's
 // cert-controller issues the serving certificate into a Secret of the operator's namespace,
