@@ -4,7 +4,7 @@
 # test DC (and the demo) copies in milliseconds. Per-instance work (copy, smb.conf, TLS
 # certificates for a loopback address, start/stop) lives in Go: internal/testenv/samba.go.
 #
-#   hack/samba-dc.sh install    # apt-get install samba ldb-tools ldap-utils, if missing
+#   hack/samba-dc.sh install    # apt-get install samba ldb-tools ldap-utils iproute2, if missing
 #   hack/samba-dc.sh template   # install, provision if needed, print the template directory
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,15 +15,17 @@ REALM=DEMO.LOCAL
 DOMAIN=DEMO
 
 install() {
-  if command -v samba >/dev/null && command -v samba-tool >/dev/null && command -v ldbsearch >/dev/null; then
+  # `ip` (iproute2) puts each test DC's loopback address on lo; slim images may lack it.
+  if command -v samba >/dev/null && command -v samba-tool >/dev/null && command -v ldbsearch >/dev/null &&
+    command -v ip >/dev/null; then
     return 0
   fi
   local sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
-  echo "installing samba, ldb-tools and ldap-utils from Debian's packages" >&2
+  echo "installing samba, ldb-tools, ldap-utils and iproute2 from Debian's packages" >&2
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq >&2
-  $sudo apt-get install -y -qq --no-install-recommends samba ldb-tools ldap-utils >&2
+  $sudo apt-get install -y -qq --no-install-recommends samba ldb-tools ldap-utils iproute2 >&2
 }
 
 template() {
