@@ -217,6 +217,22 @@ func (cm *ControllerManager) exitError() error {
 	return cm.werr
 }
 
+// Collected reports whether the garbage collector has logged deleting the object (at --v=2 it
+// logs `"Deleting item" item="[v1/Secret, namespace: ns, name: n, uid: ...]"`). It tells the
+// collector's deletions apart from anyone else's; group is "" for the core API group.
+func (cm *ControllerManager) Collected(group, version, kind, namespace, name string) bool {
+	data, err := os.ReadFile(cm.LogFile)
+	if err != nil {
+		return false
+	}
+	gv := version
+	if group != "" {
+		gv = group + "/" + version
+	}
+	item := fmt.Sprintf(`"Deleting item" item="[%s/%s, namespace: %s, name: %s, uid: `, gv, kind, namespace, name)
+	return strings.Contains(string(data), item)
+}
+
 // LogTail returns the last n lines of kube-controller-manager's log, for failure messages.
 func (cm *ControllerManager) LogTail(n int) string {
 	data, err := os.ReadFile(cm.LogFile)

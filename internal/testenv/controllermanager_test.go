@@ -2,6 +2,8 @@ package testenv
 
 import (
 	"context"
+	"os"
+	"regexp"
 	"syscall"
 	"testing"
 	"time"
@@ -28,6 +30,10 @@ func TestControllerManager(t *testing.T) {
 	}
 	t.Logf("kube-controller-manager collecting garbage %s after start", time.Since(start).Round(time.Millisecond))
 	pid := cm.cmd.Process.Pid
+	// The probe ConfigMap's deletion is in the collector's log: Collected reads it right.
+	if !collectedProbe(cm) {
+		t.Error("the garbage collector's deletion of the probe ConfigMap is not in its log")
+	}
 
 	if err := cm.Stop(); err != nil {
 		t.Fatalf("stopping kube-controller-manager: %v", err)
@@ -41,4 +47,14 @@ func TestControllerManager(t *testing.T) {
 	if err := cm.Stop(); err != nil {
 		t.Fatalf("a second Stop: %v", err)
 	}
+}
+
+// collectedProbe finds the probe's dependent, whose name ends in a random suffix.
+func collectedProbe(cm *ControllerManager) bool {
+	data, err := os.ReadFile(cm.LogFile)
+	if err != nil {
+		return false
+	}
+	m := regexp.MustCompile(`name: (kcm-probe-[a-z0-9]+-dependent-[a-z0-9]+),`).FindStringSubmatch(string(data))
+	return m != nil && cm.Collected("", "v1", "ConfigMap", "default", m[1])
 }
