@@ -134,7 +134,7 @@ func inNamespace(objs objects, ns string) objects {
 func TestKustomizeAcceptedByAPIServer(t *testing.T) {
 	defaults := kustomizeBuild(t, "config/default")
 	namespaced := kustomizeBuild(t, "config/namespaced")
-	withWebhook := webhookEnabled(t)
+	optOut := webhookOptOut(t)
 	samples := inNamespace(kustomizeBuild(t, "config/samples"), "vmm")
 
 	_, c := kube(t)
@@ -144,7 +144,7 @@ func TestKustomizeAcceptedByAPIServer(t *testing.T) {
 
 	t.Run("default", func(t *testing.T) { dryRunAll(t, c, defaults) })
 	t.Run("namespaced", func(t *testing.T) { dryRunAll(t, c, namespaced) })
-	t.Run("webhook", func(t *testing.T) { dryRunAll(t, c, withWebhook) })
+	t.Run("webhook opt-out", func(t *testing.T) { dryRunAll(t, c, optOut) })
 	t.Run("samples", func(t *testing.T) { dryRunAll(t, c, samples) })
 
 	t.Run("dry runs leave nothing behind", func(t *testing.T) {

@@ -240,6 +240,15 @@ func assertRules(t testing.TB, what string, got, want []rbacv1.PolicyRule) {
 	}
 }
 
+// webhookRules are the generated rules on admission objects: what self-managed webhook
+// certificates need cluster-wide.
+func webhookRules(t testing.TB) []rbacv1.PolicyRule {
+	t.Helper()
+	return slices.DeleteFunc(generatedRules(t), func(r rbacv1.PolicyRule) bool {
+		return !slices.Contains(r.APIGroups, "admissionregistration.k8s.io")
+	})
+}
+
 // grantsSecrets reports whether any rule reaches core Secrets.
 func grantsSecrets(rules []rbacv1.PolicyRule) bool {
 	for _, r := range rules {
@@ -394,10 +403,25 @@ func selects(selector map[string]string, manager *appsv1.Deployment) bool {
 	return true
 }
 
+// metricsServices are the rendered Services named *-metrics-service.
+func (o objects) metricsServices() objects {
+	var out objects
+	for _, u := range o.ofKind("Service") {
+		if strings.HasSuffix(u.GetName(), "-metrics-service") {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
 // assertMetricsService checks the metrics Service reaches the operator's metrics port.
 func assertMetricsService(t testing.TB, objs objects, manager *appsv1.Deployment) *corev1.Service {
 	t.Helper()
-	svc := typed[corev1.Service](t, objs.one(t, "Service"))
+	all := objs.metricsServices()
+	if len(all) != 1 {
+		t.Fatalf("want exactly one metrics Service, got %d: %v", len(all), objs.ofKind("Service").names())
+	}
+	svc := typed[corev1.Service](t, all[0])
 	if !selects(svc.Spec.Selector, manager) {
 		t.Errorf("metrics Service selector %v does not select the operator pods %v", svc.Spec.Selector, manager.Spec.Template.Labels)
 	}
