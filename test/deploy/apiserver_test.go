@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -179,6 +180,27 @@ func TestKustomizeAcceptedByAPIServer(t *testing.T) {
 	})
 }
 
+// assertWebhookInstalled checks a real install left the webhook objects as the operator needs
+// them: the configuration pointing at the Service, and the certificate Secret waiting empty.
+func assertWebhookInstalled(t *testing.T, c client.Client) {
+	t.Helper()
+	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	if !exists(t, c, mwc, "", "dkm-operator-mutating-webhook-configuration") {
+		t.Fatal("no MutatingWebhookConfiguration dkm-operator-mutating-webhook-configuration after install")
+	}
+	if len(mwc.Webhooks) != 1 || mwc.Webhooks[0].ClientConfig.Service == nil ||
+		mwc.Webhooks[0].ClientConfig.Service.Name != "dkm-operator-webhook-service" || len(mwc.Webhooks[0].ClientConfig.CABundle) != 0 {
+		t.Errorf("installed webhook configuration: %+v", mwc.Webhooks)
+	}
+	svc, secret := &corev1.Service{}, &corev1.Secret{}
+	if !exists(t, c, svc, operatorNS, "dkm-operator-webhook-service") || svc.Spec.ClusterIP == "" {
+		t.Errorf("webhook Service missing or without a cluster IP: %+v", svc.Spec)
+	}
+	if !exists(t, c, secret, operatorNS, "dkm-operator-webhook-server-cert") || len(secret.Data) != 0 {
+		t.Errorf("certificate Secret missing or not empty (%d keys)", len(secret.Data))
+	}
+}
+
 // helmOn runs helm against the envtest API server with an admin kubeconfig.
 func helmOn(t *testing.T, env *envtest.Environment) func(args ...string) string {
 	t.Helper()
@@ -208,11 +230,17 @@ func helmOn(t *testing.T, env *envtest.Environment) func(args ...string) string 
 // something (namespace "" asks about all namespaces at once).
 func can(t *testing.T, c client.Client, verb, group, resource, namespace string) bool {
 	t.Helper()
+	return canName(t, c, verb, group, resource, namespace, "")
+}
+
+// canName is can for one object by name ("" for none, as in list, watch and create).
+func canName(t *testing.T, c client.Client, verb, group, resource, namespace, name string) bool {
+	t.Helper()
 	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
 		User:   "system:serviceaccount:" + operatorNS + ":dkm-operator-controller-manager",
 		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + operatorNS, "system:authenticated"},
 		ResourceAttributes: &authorizationv1.ResourceAttributes{
-			Verb: verb, Group: group, Resource: resource, Namespace: namespace,
+			Verb: verb, Group: group, Resource: resource, Namespace: namespace, Name: name,
 		},
 	}}
 	if err := c.Create(t.Context(), sar); err != nil {
@@ -230,6 +258,40 @@ func assertAccess(t *testing.T, c client.Client, want bool, verb, group, resourc
 				where = "all namespaces"
 			}
 			t.Errorf("operator may %s %s in %s: %v, want %v", verb, resource, where, got, want)
+		}
+	}
+}
+
+// assertWebhookAccess asks the API server's authorizer what self-managed webhook certificates
+// need: watch every MutatingWebhookConfiguration but write only the operator's own, and the
+// certificate Secret in the operator's namespace.
+func assertWebhookAccess(t *testing.T, c client.Client) {
+	t.Helper()
+	const config, secret = "dkm-operator-mutating-webhook-configuration", "dkm-operator-webhook-server-cert"
+	for verb, want := range map[string]bool{"list": true, "watch": true, "create": false, "deletecollection": false} {
+		if got := canName(t, c, verb, admissionGroup, webhookConfigs, "", ""); got != want {
+			t.Errorf("operator may %s MutatingWebhookConfigurations: %v, want %v", verb, got, want)
+		}
+	}
+	for _, verb := range []string{"get", "update", "patch"} {
+		if !canName(t, c, verb, admissionGroup, webhookConfigs, "", config) {
+			t.Errorf("operator may not %s its own MutatingWebhookConfiguration %s", verb, config)
+		}
+		if canName(t, c, verb, admissionGroup, webhookConfigs, "", "someone-elses-webhook") {
+			t.Errorf("operator may %s someone else's MutatingWebhookConfiguration", verb)
+		}
+	}
+	if canName(t, c, "delete", admissionGroup, webhookConfigs, "", config) {
+		t.Errorf("operator may delete its MutatingWebhookConfiguration")
+	}
+	for _, verb := range []string{"list", "watch"} {
+		if !canName(t, c, verb, "", "secrets", operatorNS, "") {
+			t.Errorf("operator may not %s Secrets in %s (the certificate rotator's cache)", verb, operatorNS)
+		}
+	}
+	for _, verb := range []string{"get", "update"} {
+		if !canName(t, c, verb, "", "secrets", operatorNS, secret) {
+			t.Errorf("operator may not %s the certificate Secret %s/%s", verb, operatorNS, secret)
 		}
 	}
 }
@@ -286,6 +348,8 @@ func TestHelmInstallOnAPIServer(t *testing.T) {
 	assertAccess(t, c, true, "update", "dkm.io", "dkmcontainers/status", "")
 	assertAccess(t, c, true, "update", "coordination.k8s.io", "leases", operatorNS)
 	assertAccess(t, c, false, "create", "apps", "deployments", "", operatorNS)
+	assertWebhookInstalled(t, c)
+	assertWebhookAccess(t, c)
 
 	// DKMContainers outlive the release: crds.keep.
 	waitEstablished(t, c, "dkmcontainers.dkm.io")
@@ -299,6 +363,12 @@ func TestHelmInstallOnAPIServer(t *testing.T) {
 	if exists(t, c, &appsv1.Deployment{}, operatorNS, "dkm-operator-controller-manager") ||
 		exists(t, c, &rbacv1.ClusterRole{}, "", role) {
 		t.Error("helm uninstall left the Deployment or the ClusterRole")
+	}
+	// No resource-policy keep on the webhook: its configuration (which fails closed) and the
+	// certificate Secret with the CA key leave with the release.
+	if exists(t, c, &admissionregistrationv1.MutatingWebhookConfiguration{}, "", "dkm-operator-mutating-webhook-configuration") ||
+		exists(t, c, &corev1.Secret{}, operatorNS, "dkm-operator-webhook-server-cert") {
+		t.Error("helm uninstall left the webhook configuration or its certificate Secret")
 	}
 	if !exists(t, c, crd(), "", "dkmcontainers.dkm.io") {
 		t.Fatal("helm uninstall deleted the CRD despite crds.keep=true")
@@ -329,6 +399,14 @@ func TestHelmInstallOnAPIServer(t *testing.T) {
 	assertAccess(t, c, false, "list", "dkm.io", "dkmcontainers", "", "vmm")
 	assertAccess(t, c, true, "update", "coordination.k8s.io", "leases", operatorNS)
 	assertAccess(t, c, false, "update", "coordination.k8s.io", "leases", "team-a", "")
+	assertWebhookInstalled(t, c)
+	assertWebhookAccess(t, c)
+	if canName(t, c, "get", "", "secrets", operatorNS, "sh.helm.release.v1.dkm-operator.v1") {
+		t.Error("namespaced mode: the operator may read other Secrets of its namespace by name")
+	}
+	if canName(t, c, "get", "", "secrets", "default", "dkm-operator-webhook-server-cert") {
+		t.Error("namespaced mode: the certificate Secret rule reaches beyond the operator's namespace")
+	}
 
 	// Without keep, uninstalling removes the CRD (and, with it, the DKMContainers).
 	helm("uninstall", "dkm-operator", "--namespace", operatorNS, "--timeout", "2m")

@@ -58,6 +58,11 @@ func TestHelmLint(t *testing.T) {
 		"namespaced":     {"--set", "watchNamespaces={team-a,team-b}"},
 		"serviceMonitor": {"--set", "metrics.serviceMonitor.enabled=true"},
 		"single":         {"--set", "replicaCount=1", "--set", "crds.keep=false"},
+		"no webhook":     {"--set", "webhook.enabled=false"},
+		"cert-manager":   {"--set", "webhook.certManagement=external", "--set", "webhook.certManager.enabled=true"},
+		"namespaced cert-manager": {"--set", "watchNamespaces={team-a}", "--set", "webhook.certManagement=external",
+			"--set", "webhook.certManager.enabled=true", "--set", "webhook.certManager.issuerRef.name=corp-ca",
+			"--set", "webhook.certManager.issuerRef.kind=ClusterIssuer"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			mustRun(t, helmEnv(t), helmBin(t), append([]string{"lint", "--strict", chartDir}, flags...)...)
@@ -103,7 +108,7 @@ func TestHelmDefault(t *testing.T) {
 	}
 	args := manager.Spec.Template.Spec.Containers[0].Args
 	for _, want := range []string{"--leader-elect=true", "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081",
-		"--enable-webhook=false"} {
+		"--enable-webhook=true", "--webhook-cert-management=self"} {
 		if !slices.Contains(args, want) {
 			t.Errorf("args %v lack %s", args, want)
 		}
@@ -111,6 +116,17 @@ func TestHelmDefault(t *testing.T) {
 	if slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--namespaces") }) {
 		t.Errorf("cluster-wide mode passes --namespaces: %v", args)
 	}
+	// The webhook is on, with the names config/default uses (main.go's defaults).
+	mwc := assertWebhook(t, objs, manager, "self", nil)
+	names := namesFromArgs(t, manager)
+	for flag, got := range map[string]string{
+		"webhook-config-name": mwc.Name, "webhook-service-name": names.service, "webhook-secret-name": names.secret,
+	} {
+		if want := mainFlagDefault(t, flag); got != want {
+			t.Errorf("release dkm-operator: %s is %s, main.go's default is %s", flag, got, want)
+		}
+	}
+	assertWebhookRBAC(t, objs, manager, true)
 }
 
 func TestHelmCRDs(t *testing.T) {
@@ -141,10 +157,15 @@ func TestHelmCRDs(t *testing.T) {
 
 func TestHelmNamespaced(t *testing.T) {
 	objs := helmTemplate(t, "--set", "watchNamespaces={team-a,team-b}")
-	if n := len(objs.ofKind("ClusterRole")) + len(objs.ofKind("ClusterRoleBinding")); n != 0 {
-		t.Errorf("namespaced mode renders %d ClusterRoles/ClusterRoleBindings, want none", n)
+	// The one cluster-wide right left: the webhook's, the generated admission rules exactly.
+	role := typed[rbacv1.ClusterRole](t, objs.one(t, "ClusterRole"))
+	assertRules(t, "webhook ClusterRole "+role.Name, role.Rules, webhookRules(t))
+	if b := typed[rbacv1.ClusterRoleBinding](t, objs.one(t, "ClusterRoleBinding")); b.RoleRef.Name != role.Name {
+		t.Errorf("ClusterRoleBinding %s binds %s, want %s", b.Name, b.RoleRef.Name, role.Name)
 	}
 	manager := assertManager(t, objs.get("Deployment", operatorNS, "dkm-operator-controller-manager"), chartImage)
+	assertWebhook(t, objs, manager, "self", nil)
+	assertWebhookRBAC(t, objs, manager, true)
 	assertBindings(t, objs, manager)
 	if args := manager.Spec.Template.Spec.Containers[0].Args; !slices.Contains(args, "--namespaces=team-a,team-b") {
 		t.Errorf("args %v lack --namespaces=team-a,team-b", args)
@@ -164,9 +185,13 @@ func TestHelmNamespaced(t *testing.T) {
 			t.Errorf("no RoleBinding in %s", ns)
 		}
 	}
+	// The operator namespace is not watched: of its Secrets, only the webhook certificate's is
+	// readable and writable (cert-controller's cache lists and watches them all).
 	for _, r := range objs.ofKind("Role") {
-		if r.GetNamespace() == operatorNS && grantsSecrets(typed[rbacv1.Role](t, r).Rules) {
-			t.Errorf("Role %s grants Secrets in the operator namespace, which is not watched", r.GetName())
+		if rules := typed[rbacv1.Role](t, r).Rules; r.GetNamespace() == operatorNS && grantsSecrets(rules) &&
+			(r.GetName() != "dkm-operator-webhook-cert-role" || allows(rules, "get", "", "secrets", "any-other-secret") ||
+				allows(rules, "create", "", "secrets", "")) {
+			t.Errorf("Role %s grants Secrets in the operator namespace beyond the webhook certificate", r.GetName())
 		}
 	}
 }
@@ -191,7 +216,12 @@ func TestHelmServiceMonitor(t *testing.T) {
 		t.Errorf("ServiceMonitor %s %v", sm.GetAPIVersion(), sm.GetLabels())
 	}
 	selector, _, _ := unstructured.NestedStringMap(sm.Object, "spec", "selector", "matchLabels")
-	svc := typed[corev1.Service](t, objs.one(t, "Service"))
+	svc := typed[corev1.Service](t, objs.metricsServices()[0])
+	for _, other := range objs.ofKind("Service") {
+		if other.GetName() != svc.Name && selectsLabels(selector, other.GetLabels()) {
+			t.Errorf("ServiceMonitor selector %v also selects Service %s", selector, other.GetName())
+		}
+	}
 	for k, v := range selector {
 		if svc.Labels[k] != v {
 			t.Errorf("ServiceMonitor selector %v does not match the metrics Service labels %v", selector, svc.Labels)
@@ -204,7 +234,7 @@ func TestHelmServiceMonitor(t *testing.T) {
 	}
 
 	off := helmTemplate(t, "--set", "metrics.enabled=false")
-	if n := len(off.ofKind("Service")) + len(off.ofKind("ServiceMonitor")); n != 0 {
+	if n := len(off.metricsServices()) + len(off.ofKind("ServiceMonitor")); n != 0 {
 		t.Errorf("metrics.enabled=false renders %d Services/ServiceMonitors", n)
 	}
 	c := typed[appsv1.Deployment](t, off.one(t, "Deployment")).Spec.Template.Spec.Containers[0]
@@ -261,7 +291,11 @@ func TestHelmRejectsBadValues(t *testing.T) {
 		set  []string
 		want string
 	}{
-		"webhook not yet":        {[]string{"webhook.enabled=true"}, "pod injection webhook"},
+		"bad cert management":    {[]string{"webhook.certManagement=cert-manager"}, "/webhook/certManagement"},
+		"cert-manager with self": {[]string{"webhook.certManager.enabled=true"}, "webhook.certManagement: external"},
+		"caBundle with self":     {[]string{"webhook.caBundle=Zm9v"}, "webhook.caBundle"},
+		"caBundle not base64":    {[]string{"webhook.certManagement=external", "webhook.caBundle=-----BEGIN"}, "/webhook/caBundle"},
+		"issuer without name":    {[]string{"webhook.certManagement=external", "webhook.certManager.enabled=true", "webhook.certManager.issuerRef.kind=ClusterIssuer"}, "/webhook/certManager/issuerRef"},
 		"unknown key":            {[]string{"replicas=3"}, "additional properties 'replicas'"},
 		"no replicas":            {[]string{"replicaCount=0"}, "/replicaCount"},
 		"two leaders":            {[]string{"leaderElection.enabled=false"}, "leaderElection.enabled"},
@@ -333,4 +367,109 @@ func TestChartREADMEDocumentsEveryValue(t *testing.T) {
 	for key := range documented {
 		t.Errorf("README documents %s, which values.schema.json does not know", key)
 	}
+}
+
+// helmTemplateAs renders the chart as another release in another namespace.
+func helmTemplateAs(t testing.TB, release, namespace string, flags ...string) objects {
+	t.Helper()
+	args := append([]string{"template", release, chartDir, "--namespace", namespace}, flags...)
+	return decode(t, mustRun(t, helmEnv(t), helmBin(t), args...))
+}
+
+// Every webhook mode renders a consistent set: names the operator is told, RBAC for its own
+// objects only, and the right source of certificate and CA bundle.
+func TestHelmWebhookModes(t *testing.T) {
+	t.Run("another release and namespace", func(t *testing.T) {
+		for _, mode := range [][]string{nil, {"--set", "watchNamespaces={team-a}"}} {
+			objs := helmTemplateAs(t, "dkm", "ops", mode...)
+			u := objs.get("Deployment", "ops", "dkm-dkm-operator-controller-manager")
+			if u == nil {
+				t.Fatalf("no Deployment dkm-dkm-operator-controller-manager in ops: %v", objs.names())
+			}
+			manager := assertManager(t, u, chartImage)
+			mwc := assertWebhook(t, objs, manager, "self", nil)
+			if mwc.Name != "dkm-dkm-operator-mutating-webhook-configuration" {
+				t.Errorf("webhook configuration %s, want it named after the release", mwc.Name)
+			}
+			// The generated rules name config/default's configuration; the chart names its own.
+			assertWebhookRBAC(t, objs, manager, true)
+			if allows(boundRules(t, objs, manager, ""), "update", admissionGroup, webhookConfigs, mainFlagDefault(t, "webhook-config-name")) {
+				t.Errorf("%v: the release dkm may update config/default's webhook configuration", mode)
+			}
+		}
+	})
+
+	t.Run("cert-manager", func(t *testing.T) {
+		objs := helmTemplateAs(t, "dkm", "ops", "--set", "webhook.certManagement=external", "--set", "webhook.certManager.enabled=true")
+		manager := assertManager(t, objs.one(t, "Deployment"), chartImage)
+		mwc := assertWebhook(t, objs, manager, "external", nil)
+		assertWebhookRBAC(t, objs, manager, false)
+		names := namesFromArgs(t, manager)
+		cert := objs.one(t, "Certificate")
+		if got := mwc.Annotations["cert-manager.io/inject-ca-from"]; got != "ops/"+cert.GetName() {
+			t.Errorf("inject-ca-from = %q, want ops/%s", got, cert.GetName())
+		}
+		secretName, _, _ := unstructured.NestedString(cert.Object, "spec", "secretName")
+		dnsNames, _, _ := unstructured.NestedStringSlice(cert.Object, "spec", "dnsNames")
+		if secretName != names.secret || !slices.Contains(dnsNames, names.service+".ops.svc") {
+			t.Errorf("Certificate writes %s for %v; want %s for %s.ops.svc", secretName, dnsNames, names.secret, names.service)
+		}
+		issuer, _, _ := unstructured.NestedStringMap(cert.Object, "spec", "issuerRef")
+		if objs.get("Issuer", "ops", issuer["name"]) == nil || issuer["kind"] != "Issuer" {
+			t.Errorf("Certificate issuerRef %v is not the rendered Issuer", issuer)
+		}
+		if slices.ContainsFunc(manager.Spec.Template.Spec.Containers[0].Env, func(e corev1.EnvVar) bool { return e.Name == "POD_NAMESPACE" }) {
+			t.Error("external certificates, yet POD_NAMESPACE is set")
+		}
+
+		own := helmTemplateAs(t, "dkm", "ops", "--set", "webhook.certManagement=external", "--set", "webhook.certManager.enabled=true",
+			"--set", "webhook.certManager.issuerRef.name=corp-ca", "--set", "webhook.certManager.issuerRef.kind=ClusterIssuer")
+		if n := len(own.ofKind("Issuer")); n != 0 {
+			t.Errorf("issuerRef set, yet %d Issuers rendered", n)
+		}
+		issuer, _, _ = unstructured.NestedStringMap(own.one(t, "Certificate").Object, "spec", "issuerRef")
+		if issuer["name"] != "corp-ca" || issuer["kind"] != "ClusterIssuer" {
+			t.Errorf("Certificate issuerRef = %v, want ClusterIssuer corp-ca", issuer)
+		}
+	})
+
+	t.Run("external by hand", func(t *testing.T) {
+		const bundle = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg=="
+		objs := helmTemplate(t, "--set", "webhook.certManagement=external", "--set", "webhook.caBundle="+bundle)
+		manager := assertManager(t, objs.one(t, "Deployment"), chartImage)
+		want := []byte("-----BEGIN CERTIFICATE-----\n")
+		mwc := assertWebhook(t, objs, manager, "external", want)
+		if _, ok := mwc.Annotations["cert-manager.io/inject-ca-from"]; ok || len(objs.ofKind("Certificate")) != 0 {
+			t.Error("no cert-manager, yet its Certificate or annotation is rendered")
+		}
+		assertWebhookRBAC(t, objs, manager, false)
+	})
+
+	t.Run("disabled", func(t *testing.T) {
+		for _, mode := range [][]string{nil, {"--set", "watchNamespaces={team-a}"}} {
+			objs := helmTemplate(t, append([]string{"--set", "webhook.enabled=false"}, mode...)...)
+			for _, kind := range []string{"MutatingWebhookConfiguration", "Secret", "Certificate"} {
+				if n := len(objs.ofKind(kind)); n != 0 {
+					t.Errorf("%v webhook disabled, yet %d %s rendered", mode, n, kind)
+				}
+			}
+			if n := len(objs.ofKind("Service")) - len(objs.metricsServices()); n != 0 {
+				t.Errorf("%v webhook disabled, yet the webhook Service is rendered", mode)
+			}
+			manager := assertManager(t, objs.one(t, "Deployment"), chartImage)
+			c := manager.Spec.Template.Spec.Containers[0]
+			if flagValue(t, c.Args, "enable-webhook") != "false" || len(c.Env)+len(c.VolumeMounts) != 0 {
+				t.Errorf("%v webhook disabled: args %v, env %v, mounts %v", mode, c.Args, c.Env, c.VolumeMounts)
+			}
+			assertWebhookRBAC(t, objs, manager, false)
+			if mode == nil {
+				// Cluster-wide: the generated ClusterRole less its admission rules.
+				role := typed[rbacv1.ClusterRole](t, objs.one(t, "ClusterRole"))
+				want := slices.DeleteFunc(generatedRules(t), func(r rbacv1.PolicyRule) bool { return slices.Contains(r.APIGroups, admissionGroup) })
+				assertRules(t, "ClusterRole without the webhook", role.Rules, want)
+			} else if n := len(objs.ofKind("ClusterRole")); n != 0 {
+				t.Errorf("namespaced without the webhook renders %d ClusterRoles, want none", n)
+			}
+		}
+	})
 }

@@ -392,11 +392,16 @@ func assertBindings(t testing.TB, objs objects, manager *appsv1.Deployment) {
 
 // selects reports whether a selector's labels are all on the operator's pods.
 func selects(selector map[string]string, manager *appsv1.Deployment) bool {
+	return selectsLabels(selector, manager.Spec.Template.Labels)
+}
+
+// selectsLabels reports whether a non-empty selector's labels are all in labels.
+func selectsLabels(selector, labels map[string]string) bool {
 	if len(selector) == 0 {
 		return false
 	}
 	for k, v := range selector {
-		if manager.Spec.Template.Labels[k] != v {
+		if labels[k] != v {
 			return false
 		}
 	}

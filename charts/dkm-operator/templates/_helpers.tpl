@@ -59,23 +59,91 @@ app.kubernetes.io/component: controller-manager
 The operator's rules, from files/rbac/role.yaml: a copy of the ClusterRole that
 `make manifests` generates (config/rbac/role.yaml), kept identical by `make chart-crds`.
 */}}
-{{- define "dkm-operator.clusterRules" -}}
+{{- define "dkm-operator.generatedRules" -}}
 {{- $role := .Files.Get "files/rbac/role.yaml" | fromYaml }}
 {{- if not $role.rules }}{{ fail "files/rbac/role.yaml holds no rules: run make chart-crds" }}{{ end }}
 {{- toYaml $role.rules }}
 {{- end }}
 
+{{/* Whether the operator manages its webhook certificate itself (cert-controller). */}}
+{{- define "dkm-operator.selfManagedCerts" -}}
+{{- if and .Values.webhook.enabled (eq .Values.webhook.certManagement "self") }}true{{ end }}
+{{- end }}
+
 {{/*
-The rules of a per-namespace Role in namespaced mode: the ClusterRole's, less the Lease rule
+The ClusterRole's rules in cluster-wide mode: the generated ones, in their order, with the rules
+on admission objects (self-managed certificates: list/watch every MutatingWebhookConfiguration,
+write only the operator's own) kept only when certificates are self-managed, their resourceNames
+naming this release's configuration instead of config/default's.
+*/}}
+{{- define "dkm-operator.clusterRules" -}}
+{{- $self := include "dkm-operator.selfManagedCerts" . }}
+{{- $rules := list }}
+{{- range (include "dkm-operator.generatedRules" . | fromYamlArray) }}
+{{- if not (has "admissionregistration.k8s.io" .apiGroups) }}
+{{- $rules = append $rules . }}
+{{- else if $self }}
+{{- if .resourceNames }}
+{{- $_ := set . "resourceNames" (list (include "dkm-operator.webhookConfigName" $)) }}
+{{- end }}
+{{- $rules = append $rules . }}
+{{- end }}
+{{- end }}
+{{- toYaml $rules }}
+{{- end }}
+
+{{/* The admission rules alone: the webhook's ClusterRole in namespaced mode. */}}
+{{- define "dkm-operator.webhookRules" -}}
+{{- $rules := list }}
+{{- range (include "dkm-operator.clusterRules" . | fromYamlArray) }}
+{{- if has "admissionregistration.k8s.io" .apiGroups }}
+{{- $rules = append $rules . }}
+{{- end }}
+{{- end }}
+{{- toYaml $rules }}
+{{- end }}
+
+{{/*
+The rules of a per-namespace Role in namespaced mode: the generated ones, less the Lease rule
 (leader election has its own Role in the release namespace) and less the rules on cluster-scoped
-admission objects, which a Role cannot grant (they belong to the pod webhook, not yet in the chart).
+admission objects, which a Role cannot grant (the webhook's ClusterRole has them).
 */}}
 {{- define "dkm-operator.namespaceRules" -}}
 {{- $rules := list }}
-{{- range (include "dkm-operator.clusterRules" . | fromYamlArray) }}
+{{- range (include "dkm-operator.generatedRules" . | fromYamlArray) }}
 {{- if not (or (has "coordination.k8s.io" .apiGroups) (has "admissionregistration.k8s.io" .apiGroups)) }}
 {{- $rules = append $rules . }}
 {{- end }}
 {{- end }}
 {{- toYaml $rules }}
+{{- end }}
+
+{{/*
+The pod webhook's object names. With the release dkm-operator they are main.go's defaults
+(--webhook-config-name, --webhook-service-name, --webhook-secret-name), the names config/default
+uses; the Deployment passes them to the operator anyway.
+*/}}
+{{- define "dkm-operator.webhookConfigName" -}}
+{{- printf "%s-mutating-webhook-configuration" (include "dkm-operator.fullname" .) }}
+{{- end }}
+
+{{- define "dkm-operator.webhookServiceName" -}}
+{{- printf "%s-webhook-service" (include "dkm-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "dkm-operator.webhookSecretName" -}}
+{{- printf "%s-webhook-server-cert" (include "dkm-operator.fullname" .) }}
+{{- end }}
+
+{{- define "dkm-operator.certificateName" -}}
+{{- printf "%s-serving-cert" (include "dkm-operator.fullname" .) }}
+{{- end }}
+
+{{- define "dkm-operator.issuerName" -}}
+{{- printf "%s-selfsigned-issuer" (include "dkm-operator.fullname" .) }}
+{{- end }}
+
+{{/* Where the operator reads tls.crt and tls.key: main.go's --webhook-cert-dir default. */}}
+{{- define "dkm-operator.webhookCertDir" -}}
+/tmp/k8s-webhook-server/serving-certs
 {{- end }}
