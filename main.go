@@ -6,8 +6,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/open-policy-agent/cert-controller/pkg/rotator"
@@ -114,14 +116,17 @@ func run(metricsAddr, probeAddr, namespaces string, leaderElect bool, resync, re
 		return err
 	}
 
-	if err := setupWebhook(mgr, wh); err != nil {
+	webhookReady, err := setupWebhook(mgr, wh)
+	if err != nil {
 		return err
 	}
 
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
-	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+	// Ready only once the webhook answers: with failurePolicy Fail, a replica that the Service
+	// routes to before its certificate is in place would refuse pods in labelled namespaces.
+	if err := mgr.AddReadyzCheck("webhook", webhookReady); err != nil {
 		return err
 	}
 	return mgr.Start(ctrl.SetupSignalHandler())
@@ -152,23 +157,27 @@ type webhookOptions struct {
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=list;watch
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;update;patch,resourceNames=dkm-operator-mutating-webhook-configuration
 
-// setupWebhook registers the pod injection webhook. In self mode, open-policy-agent's
-// cert-controller issues the serving certificate into a Secret of the operator's namespace,
-// rotates it and injects the CA bundle, and the webhook starts once the certificate is in place.
-func setupWebhook(mgr ctrl.Manager, wh webhookOptions) error {
+// setupWebhook registers the pod injection webhook and returns the readiness check that passes
+// once it serves. In self mode, open-policy-agent's cert-controller issues the serving
+// certificate into a Secret of the operator's namespace, rotates it and injects the CA bundle,
+// and the webhook starts once the certificate is in place.
+func setupWebhook(mgr ctrl.Manager, wh webhookOptions) (healthz.Checker, error) {
 	if !wh.enabled {
-		return nil
+		return healthz.Ping, nil
 	}
 	switch wh.certManagement {
 	case "external":
-		return webhook.SetupWithManager(mgr)
+		if err := webhook.SetupWithManager(mgr); err != nil {
+			return nil, err
+		}
+		return mgr.GetWebhookServer().StartedChecker(), nil
 	case "self":
 	default:
-		return fmt.Errorf("--webhook-cert-management must be self or external, not %q", wh.certManagement)
+		return nil, fmt.Errorf("--webhook-cert-management must be self or external, not %q", wh.certManagement)
 	}
 	ns := os.Getenv("POD_NAMESPACE")
 	if ns == "" {
-		return errors.New("--webhook-cert-management=self needs POD_NAMESPACE (set it from the downward API)")
+		return nil, errors.New("--webhook-cert-management=self needs POD_NAMESPACE (set it from the downward API)")
 	}
 	ready := make(chan struct{})
 	if err := rotator.AddRotator(mgr, &rotator.CertRotator{
@@ -182,14 +191,25 @@ func setupWebhook(mgr ctrl.Manager, wh webhookOptions) error {
 		// Every replica serves the webhook, so every replica needs the certificate.
 		RequireLeaderElection: false,
 	}); err != nil {
-		return fmt.Errorf("setting up webhook certificate rotation: %w", err)
+		return nil, fmt.Errorf("setting up webhook certificate rotation: %w", err)
 	}
+	// The webhook server must not be created before the certificate exists (it would fail to
+	// start and stop the manager), so neither can its started check.
+	var started atomic.Pointer[healthz.Checker]
 	go func() {
 		<-ready
 		if err := webhook.SetupWithManager(mgr); err != nil {
 			ctrl.Log.Error(err, "registering the pod injection webhook")
 			os.Exit(1)
 		}
+		check := mgr.GetWebhookServer().StartedChecker()
+		started.Store(&check)
 	}()
-	return nil
+	return func(req *http.Request) error {
+		check := started.Load()
+		if check == nil {
+			return errors.New("the webhook certificate is not in place yet")
+		}
+		return (*check)(req)
+	}, nil
 }

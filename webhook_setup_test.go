@@ -1,11 +1,14 @@
 package main
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 )
 
@@ -30,9 +33,12 @@ func TestSetupWebhookOptions(t *testing.T) {
 		opts         func(o *webhookOptions)
 		podNamespace string
 		wantErr      string
+		// wantNotReady: the readiness check must fail while nothing serves the webhook (the
+		// manager is never started here).
+		wantNotReady string
 	}{
 		"disabled needs nothing":     {opts: func(o *webhookOptions) { o.enabled, o.certManagement = false, "bogus" }},
-		"external needs no POD_NS":   {opts: func(o *webhookOptions) { o.certManagement = "external" }},
+		"external needs no POD_NS":   {opts: func(o *webhookOptions) { o.certManagement = "external" }, wantNotReady: "not been started"},
 		"self without POD_NAMESPACE": {wantErr: "POD_NAMESPACE"},
 		"unknown cert management": {opts: func(o *webhookOptions) { o.certManagement = "cert-manager" }, podNamespace: "dkm-system",
 			wantErr: "must be self or external"},
@@ -43,7 +49,10 @@ func TestSetupWebhookOptions(t *testing.T) {
 			if tc.opts != nil {
 				tc.opts(&o)
 			}
-			err := setupWebhook(newManager(t), o)
+			ready, err := setupWebhook(newManager(t), o)
+			if err == nil {
+				checkReady(t, ready, tc.wantNotReady)
+			}
 			switch {
 			case tc.wantErr == "" && err != nil:
 				t.Errorf("setupWebhook: %v", err)
@@ -51,5 +60,18 @@ func TestSetupWebhookOptions(t *testing.T) {
 				t.Errorf("setupWebhook: %v, want an error about %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// checkReady runs a readiness check and compares it with what is expected: ready when
+// wantNotReady is empty, otherwise an error that mentions it.
+func checkReady(t *testing.T, ready healthz.Checker, wantNotReady string) {
+	t.Helper()
+	err := ready(httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	switch {
+	case wantNotReady == "" && err != nil:
+		t.Errorf("readiness: %v, want ready", err)
+	case wantNotReady != "" && (err == nil || !strings.Contains(err.Error(), wantNotReady)):
+		t.Errorf("readiness: %v, want not ready (%q)", err, wantNotReady)
 	}
 }
