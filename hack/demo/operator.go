@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
@@ -33,7 +32,7 @@ const operatorUser = "dkm-operator"
 // operatorProcess is the running bin/manager.
 type operatorProcess struct {
 	cmd         *exec.Cmd
-	exited      chan struct{}
+	process     *testenv.Process
 	metricsURL  string
 	readyURL    string
 	webhookURL  string
@@ -56,7 +55,7 @@ func (d *demo) startOperator(ctx context.Context, env *environment) error {
 	}
 	d.operatorLog = op.logFile
 	start := time.Now()
-	if err := op.start(env); err != nil {
+	if err := op.start(); err != nil {
 		return err
 	}
 	d.onShutdown("operator", op.stop)
@@ -111,7 +110,6 @@ func prepareOperator(env *environment) (*operatorProcess, error) {
 	op := &operatorProcess{
 		logFile:    filepath.Join(env.work, "operator.log"),
 		kubeconfig: filepath.Join(env.work, "operator.kubeconfig"),
-		exited:     make(chan struct{}),
 	}
 	if err := os.WriteFile(op.kubeconfig, kubeconfig, 0o600); err != nil {
 		return nil, err
@@ -158,33 +156,21 @@ func prepareOperator(env *environment) (*operatorProcess, error) {
 	return op, nil
 }
 
-func (op *operatorProcess) start(env *environment) error {
-	logFile, err := os.Create(op.logFile)
+// start runs the operator, killed with the demo even if the demo itself is killed.
+func (op *operatorProcess) start() error {
+	p, err := testenv.StartProcess(op.cmd, op.logFile, false)
 	if err != nil {
-		return err
-	}
-	op.cmd.Stdout, op.cmd.Stderr = logFile, logFile
-	// The operator dies with the demo even if the demo is killed.
-	op.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := op.cmd.Start(); err != nil {
-		_ = logFile.Close()
 		return fmt.Errorf("starting bin/manager (run `make build` first): %w", err)
 	}
-	go func() {
-		_ = op.cmd.Wait()
-		_ = logFile.Close()
-		close(op.exited)
-	}()
+	op.process = p
 	return nil
 }
 
 // waitReady waits for the operator's readiness probe.
 func (op *operatorProcess) waitReady(ctx context.Context) error {
 	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
-		select {
-		case <-op.exited:
-			return false, fmt.Errorf("bin/manager exited: %v", op.cmd.ProcessState)
-		default:
+		if op.process.Exited() {
+			return false, fmt.Errorf("bin/manager exited: %v", op.process.Err())
 		}
 		resp, err := http.Get(op.readyURL)
 		if err != nil {
@@ -209,17 +195,7 @@ func (op *operatorProcess) waitReady(ctx context.Context) error {
 }
 
 // stop asks the operator to shut down (SIGTERM) and kills it if it does not within 15 s.
-func (op *operatorProcess) stop() error {
-	_ = op.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-op.exited:
-		return nil
-	case <-time.After(15 * time.Second):
-		_ = op.cmd.Process.Kill()
-		<-op.exited
-		return fmt.Errorf("bin/manager did not stop within 15s of SIGTERM; killed")
-	}
-}
+func (op *operatorProcess) stop() error { return op.process.Stop(15 * time.Second) }
 
 // registerWebhook creates config/webhook's MutatingWebhookConfiguration with its namespace
 // selector, pointed at the operator's loopback URL.

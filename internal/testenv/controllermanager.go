@@ -7,11 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -42,10 +40,7 @@ type ControllerManager struct {
 	LogFile string
 
 	dir      string
-	cmd      *exec.Cmd
-	done     chan struct{}
-	mu       sync.Mutex
-	werr     error
+	process  *Process
 	stopOnce sync.Once
 }
 
@@ -71,7 +66,7 @@ func StartControllerManager(ctx context.Context, env *envtest.Environment, contr
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
-	cm := &ControllerManager{dir: dir, LogFile: filepath.Join(dir, "kube-controller-manager.log"), done: make(chan struct{})}
+	cm := &ControllerManager{dir: dir, LogFile: filepath.Join(dir, "kube-controller-manager.log")}
 	args := controllerManagerArgs(kubeconfig, controllers)
 	if err := cm.start(filepath.Join(assets, "kube-controller-manager"), args); err != nil {
 		_ = os.RemoveAll(dir)
@@ -127,36 +122,14 @@ func controllerManagerArgs(kubeconfig string, controllers []string) []string {
 	}
 }
 
-// start runs the binary (the pdeathsig wrapper) from a goroutine locked to its OS thread: the
-// parent-death signal fires when the forking thread exits, so that thread lives as long as the
-// process does, as for samba.
+// start runs the binary (the pdeathsig wrapper), killed with the calling process.
 func (cm *ControllerManager) start(binary string, args []string) error {
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		logf, err := os.Create(cm.LogFile)
-		if err != nil {
-			started <- fmt.Errorf("creating kube-controller-manager's log: %w", err)
-			return
-		}
-		defer logf.Close()
-		cmd := exec.Command(binary, args...)
-		cmd.Stdout, cmd.Stderr = logf, logf
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Start(); err != nil {
-			started <- fmt.Errorf("starting kube-controller-manager (%s): %w", binary, err)
-			return
-		}
-		cm.cmd = cmd
-		started <- nil
-		err = cmd.Wait()
-		cm.mu.Lock()
-		cm.werr = err
-		cm.mu.Unlock()
-		close(cm.done)
-	}()
-	return <-started
+	p, err := StartProcess(exec.Command(binary, args...), cm.LogFile, false)
+	if err != nil {
+		return fmt.Errorf("starting kube-controller-manager (%s): %w", binary, err)
+	}
+	cm.process = p
+	return nil
 }
 
 // waitForGarbageCollection creates a ConfigMap owned by another, deletes the owner and waits
@@ -189,7 +162,7 @@ func (cm *ControllerManager) waitForGarbageCollection(ctx context.Context, cfg *
 		case apierrors.IsNotFound(err):
 			return nil
 		case cm.Exited():
-			return fmt.Errorf("kube-controller-manager exited during start-up: %v", cm.exitError())
+			return fmt.Errorf("kube-controller-manager exited during start-up: %v", cm.process.Err())
 		}
 		select {
 		case <-ctx.Done():
@@ -202,20 +175,7 @@ func (cm *ControllerManager) waitForGarbageCollection(ctx context.Context, cfg *
 }
 
 // Exited reports whether kube-controller-manager has stopped (crashed, or Stop was called).
-func (cm *ControllerManager) Exited() bool {
-	select {
-	case <-cm.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func (cm *ControllerManager) exitError() error {
-	cm.mu.Lock()
-	defer cm.mu.Unlock()
-	return cm.werr
-}
+func (cm *ControllerManager) Exited() bool { return cm.process.Exited() }
 
 // Collected reports whether the garbage collector has logged deleting the object (at --v=2 it
 // logs `"Deleting item" item="[v1/Secret, namespace: ns, name: n, uid: ...]"`). It tells the
@@ -249,15 +209,12 @@ func (cm *ControllerManager) LogTail(n int) string {
 // Stop sends SIGTERM, then SIGKILL if the process has not gone within 10s, and removes its
 // directory. It is safe to call more than once.
 func (cm *ControllerManager) Stop() error {
+	var err error
 	cm.stopOnce.Do(func() {
-		_ = cm.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-cm.done:
-		case <-time.After(10 * time.Second):
-			_ = cm.cmd.Process.Kill()
-			<-cm.done
+		if cm.process != nil {
+			err = cm.process.Stop(10 * time.Second)
 		}
 		_ = os.RemoveAll(cm.dir)
 	})
-	return nil
+	return err
 }

@@ -29,7 +29,7 @@ func TestControllerManager(t *testing.T) {
 		t.Fatalf("starting kube-controller-manager: %v", err)
 	}
 	t.Logf("kube-controller-manager collecting garbage %s after start", time.Since(start).Round(time.Millisecond))
-	pid := cm.cmd.Process.Pid
+	pid := cm.process.cmd.Process.Pid
 	// The probe ConfigMap's deletion is in the collector's log: Collected reads it right.
 	if !collectedProbe(cm) {
 		t.Error("the garbage collector's deletion of the probe ConfigMap is not in its log")

@@ -10,10 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
@@ -47,7 +45,7 @@ type DC struct {
 	// addedAddress records that StartDC put Address on lo, so Close takes it off again.
 	addedAddress bool
 	mu           sync.Mutex
-	process      *sambaProcess
+	process      *Process
 }
 
 // DCOptions tune StartDC. The zero value is the common case.
@@ -198,8 +196,8 @@ func (dc *DC) start(ctx context.Context, readyTimeout time.Duration) error {
 	deadline := time.Now().Add(readyTimeout)
 	var lastErr error
 	for time.Now().Before(deadline) {
-		if p.exited() {
-			return fmt.Errorf("samba exited during start-up (see %s/log.samba): %v", dc.dir, p.err())
+		if p.Exited() {
+			return fmt.Errorf("samba exited during start-up (see %s/log.samba): %v", dc.dir, p.Err())
 		}
 		conn, err := dc.dial()
 		if err == nil {
@@ -223,7 +221,7 @@ func (dc *DC) Stop() error {
 	if dc.process == nil {
 		return nil
 	}
-	err := dc.process.stop()
+	err := dc.process.Stop(10 * time.Second)
 	dc.process = nil
 	return err
 }
@@ -294,75 +292,15 @@ func (dc *DC) readDomainSID() (string, error) {
 	return SIDString(res.Entries[0].GetRawAttributeValue("objectSid"))
 }
 
-// sambaProcess is one running `samba -i -M single`.
-type sambaProcess struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	mu   sync.Mutex
-	werr error
-}
-
-func startSamba(dir string) (*sambaProcess, error) {
-	p := &sambaProcess{done: make(chan struct{})}
-	started := make(chan error, 1)
-	go func() {
-		// Pdeathsig fires when the thread that forked the child exits, so that thread stays
-		// locked to this goroutine for samba's whole life.
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		cmd := exec.Command("samba", "-i", "-M", "single", "--debug-stdout", "-s", filepath.Join(dir, "etc", "smb.conf"))
-		logf, err := os.Create(filepath.Join(dir, "samba.stdout"))
-		if err != nil {
-			started <- err
-			return
-		}
-		defer logf.Close()
-		cmd.Stdout, cmd.Stderr = logf, logf
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-		if err := cmd.Start(); err != nil {
-			started <- fmt.Errorf("starting samba (is it installed? hack/samba-dc.sh install): %w", err)
-			return
-		}
-		p.cmd = cmd
-		started <- nil
-		err = cmd.Wait()
-		p.mu.Lock()
-		p.werr = err
-		p.mu.Unlock()
-		close(p.done)
-	}()
-	if err := <-started; err != nil {
-		return nil, err
+// startSamba runs `samba -i -M single` in its own process group (it forks), killed with the
+// calling process.
+func startSamba(dir string) (*Process, error) {
+	cmd := exec.Command("samba", "-i", "-M", "single", "--debug-stdout", "-s", filepath.Join(dir, "etc", "smb.conf"))
+	p, err := StartProcess(cmd, filepath.Join(dir, "samba.stdout"), true)
+	if err != nil {
+		return nil, fmt.Errorf("starting samba (is it installed? hack/samba-dc.sh install): %w", err)
 	}
 	return p, nil
-}
-
-func (p *sambaProcess) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func (p *sambaProcess) err() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.werr
-}
-
-// stop sends SIGTERM to samba's process group, then SIGKILL if it has not gone within 10s.
-func (p *sambaProcess) stop() error {
-	pgid := p.cmd.Process.Pid
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		<-p.done
-	}
-	return nil
 }
 
 func readEnvFile(path string) (map[string]string, error) {
