@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"text/tabwriter"
 	"time"
@@ -101,6 +102,8 @@ type projectionBench struct {
 	keys      *KeyStore
 	ring      *keys.Ring
 	seq       int
+	// calls counts what the projector asks of the API (and its cache) during the bursts.
+	calls *projectorCalls
 }
 
 func startProjectionBench(b *testing.B) *projectionBench {
@@ -145,9 +148,10 @@ func startProjectionBench(b *testing.B) *projectionBench {
 		b.Fatal(err)
 	}
 	store := NewKeyStore()
+	calls := &projectorCalls{}
 	if err := (&ReplicaProjector{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
+		Client:    countingClient{Client: mgr.GetClient(), calls: calls},
+		APIReader: countingReader{Reader: mgr.GetAPIReader(), calls: calls},
 		Recorder:  mgr.GetEventRecorder("dkm-operator"),
 		Keys:      store,
 	}).SetupWithManager(mgr); err != nil {
@@ -166,7 +170,7 @@ func startProjectionBench(b *testing.B) *projectionBench {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return &projectionBench{ctx: ctx, api: api, projector: mgr.GetClient(), keys: store, ring: ring}
+	return &projectionBench{ctx: ctx, api: api, projector: mgr.GetClient(), keys: store, ring: ring, calls: calls}
 }
 
 // round runs one floor burst and one projection burst of n in a fresh namespace.
@@ -210,7 +214,7 @@ func (pb *projectionBench) round(b *testing.B, n int, res *benchResult) {
 	}
 	must(b, pb.api.Create(ctx, obj))
 	pb.keys.Set(obj, pb.ring)
-	pb.waitProjected(b, obj)
+	pb.waitProjected(b, obj, 0)
 
 	// Watch pods and Secrets, metadata only (the benchmark never decodes key bytes), from
 	// before the first pod is created.
@@ -222,6 +226,7 @@ func (pb *projectionBench) round(b *testing.B, n int, res *benchResult) {
 	defer func() { res.secretWatchRestarts += secrets.stop() }()
 
 	// The burst: n pods, benchWorkers at a time.
+	before := pb.calls.snapshot()
 	issued, returned := make([]time.Time, n), make([]time.Time, n)
 	start = time.Now()
 	must(b, burst(n, func(i int) error {
@@ -240,6 +245,9 @@ func (pb *projectionBench) round(b *testing.B, n int, res *benchResult) {
 	timeout := 2*time.Minute + time.Duration(n)*100*time.Millisecond
 	secretSeen := secrets.wait(b, timeout, "have a Secret")
 	podSeen := pods.seenSoFar()
+	// Not measured: let the projector settle (status counts every pod) before counting its calls.
+	pb.waitProjected(b, obj, n)
+	res.calls = res.calls.add(pb.calls.snapshot().sub(before))
 	var last time.Time
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("vmm-%d", i)
@@ -262,6 +270,7 @@ func (pb *projectionBench) round(b *testing.B, n int, res *benchResult) {
 		res.podCreate = append(res.podCreate, returned[i].Sub(issued[i]))
 	}
 	res.wall = append(res.wall, last.Sub(start))
+	res.podWall = append(res.podWall, slices.MaxFunc(returned, time.Time.Compare).Sub(start))
 }
 
 // firstSeen records when a watch first delivered each object (by a key taken from its
@@ -382,18 +391,19 @@ func (f *firstSeen) stop() int {
 	return f.restarts
 }
 
-// waitProjected polls (setup only, not measured) until the projector has reconciled obj.
-func (pb *projectionBench) waitProjected(b *testing.B, obj *dkmv1.DKMContainer) {
+// waitProjected polls (not measured) until the projector reports n replicas projected.
+func (pb *projectionBench) waitProjected(b *testing.B, obj *dkmv1.DKMContainer, n int) {
 	b.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
 		got := &dkmv1.DKMContainer{}
 		if err := pb.api.Get(pb.ctx, client.ObjectKeyFromObject(obj), got); err == nil &&
-			meta.IsStatusConditionTrue(got.Status.Conditions, dkmv1.ConditionReplicasProjected) {
+			meta.IsStatusConditionTrue(got.Status.Conditions, dkmv1.ConditionReplicasProjected) &&
+			got.Status.ProjectedReplicas == int32(n) {
 			return
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("%s/%s: ReplicasProjected not True after a minute", obj.Namespace, obj.Name)
+			b.Fatalf("%s/%s: ReplicasProjected not True with %d replicas after a minute", obj.Namespace, obj.Name, n)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -456,9 +466,10 @@ type benchResult struct {
 	pods                                      int
 	latency, fromReturn, fromIssue, podCreate []time.Duration
 	floor                                     []time.Duration
-	wall, floorWall                           []time.Duration
+	wall, podWall, floorWall                  []time.Duration
 	early                                     int
 	podWatchRestarts, secretWatchRestarts     int
+	calls                                     callCounts
 }
 
 func (r *benchResult) report(b *testing.B) {
@@ -512,20 +523,23 @@ func printProjectionTable(out io.Writer, results []benchResult) {
 		benchWorkers, runtime.GOMAXPROCS(0))
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "pods\tsamples\tp50\tp99\tmax\tfloor p50\tfloor p99\tratio p50\tratio p99\t"+
-		"p50 from Create returned\tp50 from Create issued\tpod Create p50\tburst\tfloor burst\t")
+		"p50 from Create returned\tp50 from Create issued\tpod Create p50\tburst\tpod burst\tfloor burst\t")
 	for _, res := range results {
-		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%s\t%.1fx\t%.1fx\t%s\t%s\t%s\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%s\t%.1fx\t%.1fx\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
 			res.pods, len(res.latency),
 			r(percentile(res.latency, 0.5)), r(percentile(res.latency, 0.99)), r(percentile(res.latency, 1)),
 			r(percentile(res.floor, 0.5)), r(percentile(res.floor, 0.99)),
 			ratio(percentile(res.latency, 0.5), percentile(res.floor, 0.5)),
 			ratio(percentile(res.latency, 0.99), percentile(res.floor, 0.99)),
 			r(percentile(res.fromReturn, 0.5)), r(percentile(res.fromIssue, 0.5)), r(percentile(res.podCreate, 0.5)),
-			r(mean(res.wall)), r(mean(res.floorWall)))
+			r(mean(res.wall)), r(mean(res.podWall)), r(mean(res.floorWall)))
 	}
 	_ = tw.Flush()
-	fmt.Fprintf(out, "\nburst = first pod Create issued to last Secret seen (mean over rounds); floor burst = the n floor creates.\n")
+	fmt.Fprintf(out, "\nburst = first pod Create issued to last Secret seen; pod burst = to last pod Create returned; floor burst = the n\nfloor creates alone (each the mean over rounds).\n")
 	for _, res := range results {
+		c := res.calls
+		fmt.Fprintf(out, "pods=%d: in %d round(s), until its status counted every pod, the projector ran %d reconciles, %d Secret creates (%d already existed), %d updates, %d uncached reads, %d status patches.\n",
+			res.pods, len(res.wall), c.reconciles, c.creates, c.alreadyExisted, c.updates, c.apiReads, c.statusPatches)
 		if res.podWatchRestarts+res.secretWatchRestarts > 0 {
 			fmt.Fprintf(out, "pods=%d: the API server dropped the benchmark's watches (too slow a reader), resumed from the last resourceVersion: pods %d time(s), Secrets %d time(s).\n",
 				res.pods, res.podWatchRestarts, res.secretWatchRestarts)
@@ -534,4 +548,86 @@ func printProjectionTable(out io.Writer, results []benchResult) {
 			fmt.Fprintf(out, "pods=%d: %d Secret(s) seen before their pod by the other watch (counted as 0).\n", res.pods, res.early)
 		}
 	}
+}
+
+// projectorCalls counts the projector's client calls; countingClient feeds it.
+type projectorCalls struct {
+	reconciles, creates, alreadyExisted, updates, deletes, apiReads, statusPatches atomic.Int64
+}
+
+type callCounts struct {
+	reconciles, creates, alreadyExisted, updates, deletes, apiReads, statusPatches int64
+}
+
+func (c *projectorCalls) snapshot() callCounts {
+	return callCounts{c.reconciles.Load(), c.creates.Load(), c.alreadyExisted.Load(), c.updates.Load(),
+		c.deletes.Load(), c.apiReads.Load(), c.statusPatches.Load()}
+}
+
+func (a callCounts) sub(b callCounts) callCounts {
+	return callCounts{a.reconciles - b.reconciles, a.creates - b.creates, a.alreadyExisted - b.alreadyExisted,
+		a.updates - b.updates, a.deletes - b.deletes, a.apiReads - b.apiReads, a.statusPatches - b.statusPatches}
+}
+
+func (a callCounts) add(b callCounts) callCounts {
+	return callCounts{a.reconciles + b.reconciles, a.creates + b.creates, a.alreadyExisted + b.alreadyExisted,
+		a.updates + b.updates, a.deletes + b.deletes, a.apiReads + b.apiReads, a.statusPatches + b.statusPatches}
+}
+
+// countingClient is the projector's client, counting: a Get of a DKMContainer opens every
+// Reconcile, so it counts reconciles.
+type countingClient struct {
+	client.Client
+	calls *projectorCalls
+}
+
+func (c countingClient) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if _, ok := obj.(*dkmv1.DKMContainer); ok {
+		c.calls.reconciles.Add(1)
+	}
+	return c.Client.Get(ctx, key, obj, opts...)
+}
+
+func (c countingClient) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
+	err := c.Client.Create(ctx, obj, opts...)
+	c.calls.creates.Add(1)
+	if apierrors.IsAlreadyExists(err) {
+		c.calls.alreadyExisted.Add(1)
+	}
+	return err
+}
+
+func (c countingClient) Update(ctx context.Context, obj client.Object, opts ...client.UpdateOption) error {
+	c.calls.updates.Add(1)
+	return c.Client.Update(ctx, obj, opts...)
+}
+
+func (c countingClient) Delete(ctx context.Context, obj client.Object, opts ...client.DeleteOption) error {
+	c.calls.deletes.Add(1)
+	return c.Client.Delete(ctx, obj, opts...)
+}
+
+func (c countingClient) Status() client.SubResourceWriter {
+	return countingStatus{SubResourceWriter: c.Client.Status(), calls: c.calls}
+}
+
+type countingStatus struct {
+	client.SubResourceWriter
+	calls *projectorCalls
+}
+
+func (s countingStatus) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+	s.calls.statusPatches.Add(1)
+	return s.SubResourceWriter.Patch(ctx, obj, patch, opts...)
+}
+
+// countingReader counts the projector's uncached reads (APIReader).
+type countingReader struct {
+	client.Reader
+	calls *projectorCalls
+}
+
+func (r countingReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	r.calls.apiReads.Add(1)
+	return r.Reader.Get(ctx, key, obj, opts...)
 }
