@@ -5,7 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
+	"sync"
+	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -87,30 +90,45 @@ func (p *ReplicaProjector) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		existing[secrets.Items[i].Name] = &secrets.Items[i]
 	}
 
-	projected, denied := 0, 0
-	var errs []error
+	denied := 0
+	var allowed []*corev1.Pod
 	for i := range pods.Items {
 		pod := &pods.Items[i]
 		if !pod.DeletionTimestamp.IsZero() || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 			continue // its Secret goes with it (owner reference)
 		}
-		name := dkmv1.KeySecretName(obj.Name, pod.Name)
 		if !slices.Contains(obj.Spec.Replicas.ServiceAccountNames, serviceAccountOf(pod)) {
 			denied++
 			p.denyPod(obj, pod)
 			continue // an existing Secret for it is removed below
 		}
-		if err := p.ensureSecret(ctx, obj, pod, ring, existing[name]); err != nil {
+		allowed = append(allowed, pod)
+	}
+	// A burst of new pods (a scale-up, a failover) is served by concurrent creates: one at a
+	// time, the last of 1000 pods would wait for 999 round trips.
+	projected := 0
+	var errs []error
+	for i, err := range forEachBounded(len(allowed), projectionWorkers, func(i int) error {
+		pod := allowed[i]
+		return p.ensureSecret(ctx, obj, pod, ring, existing[dkmv1.KeySecretName(obj.Name, pod.Name)])
+	}) {
+		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		delete(existing, name)
+		delete(existing, dkmv1.KeySecretName(obj.Name, allowed[i].Name))
 		projected++
 	}
 	// What is left belongs to pods that are gone, stopped matching or are not allowed.
-	for _, s := range existing {
-		if err := p.Delete(ctx, s); client.IgnoreNotFound(err) != nil {
-			errs = append(errs, fmt.Errorf("deleting key Secret %s: %w", s.Name, err))
+	stale := slices.Collect(maps.Values(existing))
+	for _, err := range forEachBounded(len(stale), projectionWorkers, func(i int) error {
+		if err := p.Delete(ctx, stale[i]); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting key Secret %s: %w", stale[i].Name, err)
+		}
+		return nil
+	}) {
+		if err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -122,6 +140,30 @@ func (p *ReplicaProjector) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		msg += fmt.Sprintf("; %d matching pod(s) refused: not running as one of spec.replicas.serviceAccountNames", denied)
 	}
 	return ctrl.Result{}, p.setProjected(ctx, obj, metav1.ConditionTrue, dkmv1.ReasonReady, msg, projected)
+}
+
+// projectionWorkers bounds the Secret writes one reconcile has in flight.
+const projectionWorkers = 16
+
+// forEachBounded calls fn(0), ..., fn(n-1) on at most workers goroutines and returns each call's
+// error at its index. The reads a reconcile shares (the DKMContainer, the ring, the maps built
+// before) must not be written while it runs.
+func forEachBounded(n, workers int, fn func(i int) error) []error {
+	errs := make([]error, n)
+	if n == 0 {
+		return errs
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(workers, n) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				errs[i] = fn(i)
+			}
+		})
+	}
+	wg.Wait()
+	return errs
 }
 
 // ensureSecret creates or restores the pod's Secret so it holds exactly the ring's keys.
