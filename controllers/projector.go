@@ -112,11 +112,13 @@ func (p *ReplicaProjector) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		pod := allowed[i]
 		return p.ensureSecret(ctx, obj, pod, ring, existing[dkmv1.KeySecretName(obj.Name, pod.Name)])
 	}) {
+		// An allowed pod's Secret is never stale, even when restoring it failed: a transient
+		// error must not take a replica's key away.
+		delete(existing, dkmv1.KeySecretName(obj.Name, allowed[i].Name))
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		delete(existing, dkmv1.KeySecretName(obj.Name, allowed[i].Name))
 		projected++
 	}
 	// What is left belongs to pods that are gone, stopped matching or are not allowed.
