@@ -92,27 +92,12 @@ func run(metricsAddr, probeAddr, namespaces string, leaderElect bool, resync, re
 	// search; an account's SID never changes, so the cost is only a slower notice of renames.
 	pool := directory.NewPool(directory.WithObserver(m.ObserveLDAP), directory.WithPrincipalTTL(2*resync))
 	defer pool.Close()
-	keyStore := controllers.NewKeyStore()
-
-	if err := (&controllers.DKMContainerReconciler{
-		Client:      mgr.GetClient(),
-		APIReader:   mgr.GetAPIReader(),
-		Recorder:    mgr.GetEventRecorder("dkm-operator"),
+	if _, err := controllers.Setup(mgr, controllers.Options{
 		Directories: controllers.PoolFactory(pool),
-		Keys:        keyStore,
 		Metrics:     m,
 		Resync:      resync,
 		Retry:       retry,
-	}).SetupWithManager(mgr); err != nil {
-		return err
-	}
-
-	if err := (&controllers.ReplicaProjector{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorder("dkm-operator"),
-		Keys:      keyStore,
-	}).SetupWithManager(mgr); err != nil {
+	}); err != nil {
 		return err
 	}
 

@@ -80,24 +80,13 @@ var _ = BeforeSuite(func(ctx context.Context) {
 	Expect(err).NotTo(HaveOccurred())
 	pool := directory.NewPool()
 	DeferCleanup(pool.Close)
-	keyStore = NewKeyStore()
-	Expect((&DKMContainerReconciler{
-		Client:      mgr.GetClient(),
-		APIReader:   mgr.GetAPIReader(),
-		Recorder:    mgr.GetEventRecorder("dkm-operator"),
+	keyStore, err = Setup(mgr, Options{
 		Directories: PoolFactory(pool),
-		Keys:        keyStore,
 		Metrics:     NewMetrics(nil),
 		Resync:      testResync,
 		Retry:       testRetry,
-	}).SetupWithManager(mgr)).To(Succeed())
-
-	Expect((&ReplicaProjector{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorder("dkm-operator"),
-		Keys:      keyStore,
-	}).SetupWithManager(mgr)).To(Succeed())
+	})
+	Expect(err).NotTo(HaveOccurred())
 
 	mgrCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

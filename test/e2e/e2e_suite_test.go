@@ -116,23 +116,13 @@ func startOperator() *operator {
 	})
 	Expect(err).NotTo(HaveOccurred())
 	op := &operator{done: make(chan struct{}), pool: directory.NewPool()}
-	keyStore := controllers.NewKeyStore()
-	Expect((&controllers.DKMContainerReconciler{
-		Client:      mgr.GetClient(),
-		APIReader:   mgr.GetAPIReader(),
-		Recorder:    mgr.GetEventRecorder("dkm-operator"),
+	_, err = controllers.Setup(mgr, controllers.Options{
 		Directories: controllers.PoolFactory(op.pool),
-		Keys:        keyStore,
 		Metrics:     controllers.NewMetrics(nil),
 		Resync:      operatorResync,
 		Retry:       operatorRetry,
-	}).SetupWithManager(mgr)).To(Succeed())
-	Expect((&controllers.ReplicaProjector{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorder("dkm-operator"),
-		Keys:      keyStore,
-	}).SetupWithManager(mgr)).To(Succeed())
+	})
+	Expect(err).NotTo(HaveOccurred())
 
 	var ctx context.Context
 	ctx, op.cancel = context.WithCancel(context.Background())
