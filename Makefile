@@ -52,16 +52,27 @@ demo: build ## The main job locally: control plane + Samba AD DC + operator + sa
 
 ##@ Test
 
+# The race detector is on for every test run; RACE= turns it off for a quick local loop.
+RACE ?= -race
+
 .PHONY: test
-test: test-env ## Unit, envtest and Samba integration tests; installs/builds what is missing first.
-	go test ./... -count=1 -timeout $(TEST_TIMEOUT) $(GO_TEST_FLAGS)
+test: test-env ## Unit, envtest and Samba integration tests with the race detector; installs/builds what is missing first.
+	go test ./... -count=1 $(RACE) -timeout $(TEST_TIMEOUT) $(GO_TEST_FLAGS)
 	@$(MAKE) --no-print-directory lint
 	@hack/leftovers.sh
 
 .PHONY: test-env
-test-env: tools ## Install Samba, kustomize and helm; build etcd, kube-apiserver, kube-controller-manager if missing (cached in bin/).
+test-env: tools cc ## Install Samba, kustomize, helm and a C compiler; build etcd, kube-apiserver, kube-controller-manager if missing (cached in bin/).
 	hack/samba-dc.sh template >/dev/null
 	hack/envtest-binaries.sh controller-manager >/dev/null
+
+.PHONY: cc
+cc: ## Install gcc if missing: the race detector needs cgo.
+	@command -v "$$(go env CC)" >/dev/null || { source hack/lib/apt.sh && apt_install gcc libc6-dev; }
+
+.PHONY: doctor
+doctor: ## Say what `make demo` and `make test` still need on this machine and how it gets installed.
+	@hack/doctor.sh
 
 .PHONY: clean-env
 clean-env: ## Stop anything a test run left behind and remove the built test environment.

@@ -1,31 +1,75 @@
 #!/usr/bin/env bash
-# The Samba AD DC fixture's one-time part: install Samba from Debian's packages if it is missing,
-# and provision a throwaway DEMO.LOCAL domain once into a versioned template directory that every
-# test DC (and the demo) copies in milliseconds. Per-instance work (copy, smb.conf, TLS
-# certificates for a loopback address, start/stop) lives in Go: internal/testenv/samba.go.
+# The Samba AD DC fixture's one-time part: install what a Samba AD DC needs from Debian's
+# packages, and provision a throwaway DEMO.LOCAL domain once into a versioned template directory
+# that every test DC (and the demo) copies in milliseconds. Per-instance work (copy, smb.conf,
+# TLS certificates for a loopback address, start/stop) lives in Go: internal/testenv/samba.go.
 #
-#   hack/samba-dc.sh install    # apt-get install samba ldb-tools ldap-utils iproute2, if missing
+#   hack/samba-dc.sh missing    # list the packages whose files are absent; exit 1 if any
+#   hack/samba-dc.sh install    # apt-get install the missing packages, then check again
 #   hack/samba-dc.sh template   # install, provision if needed, print the template directory
+#
+# SAMBA_SYSROOT (default: empty, i.e. /) is prepended to every checked path; tests use it to run
+# the check against a directory laid out like a half-installed machine.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+sysroot=${SAMBA_SYSROOT:-}
+# shellcheck source=lib/apt.sh
+source "$root/hack/lib/apt.sh"
 
 # The template's Administrator password: a throwaway domain on loopback, never a real secret.
 ADMIN_PASSWORD='Passw0rd!DemoAdmin'
 REALM=DEMO.LOCAL
 DOMAIN=DEMO
 
+# What the fixture uses, as "package path[|alternative path...]": the files that provisioning
+# and a running DC load, not just the commands. `samba` merely recommends the schema files and
+# the dsdb/vfs modules, so a --no-install-recommends install (or a machine where they were
+# removed) has the commands but cannot provision: checking commands alone is fooled by that.
+multiarch=$(uname -m)-linux-gnu
+required_files() {
+  cat <<LIST
+samba /usr/sbin/samba
+samba-common-bin /usr/bin/samba-tool
+python3-samba /usr/lib/python3/dist-packages/samba/__init__.py
+samba-ad-provision /usr/share/samba/setup/ad-schema/AD_DS_Attributes__Windows_Server_2012_R2.ldf
+samba-ad-provision /usr/share/samba/setup/ad-schema/AD_DS_Classes__Windows_Server_2012_R2.ldf
+samba-dsdb-modules /usr/lib/$multiarch/samba/ldb/samba_dsdb.so
+samba-dsdb-modules /usr/lib/$multiarch/samba/ldb/acl.so
+samba-vfs-modules /usr/lib/$multiarch/samba/vfs/acl_xattr.so
+iproute2 /usr/sbin/ip|/sbin/ip|/usr/bin/ip|/bin/ip
+LIST
+}
+
+# missing prints "package path" for every required file that is absent (once per package) and
+# fails when there is any.
+missing() {
+  local pkg paths alt found seen=" " status=0
+  while read -r pkg paths; do
+    found=""
+    IFS='|' read -ra alts <<<"$paths"
+    for alt in "${alts[@]}"; do
+      if [ -e "$sysroot$alt" ]; then found=1; break; fi
+    done
+    if [ -z "$found" ] && [[ "$seen" != *" $pkg "* ]]; then
+      echo "$pkg ${alts[0]}"
+      seen="$seen$pkg "
+      status=1
+    fi
+  done < <(required_files)
+  return $status
+}
+
 install() {
-  # `ip` (iproute2) puts each test DC's loopback address on lo; slim images may lack it.
-  if command -v samba >/dev/null && command -v samba-tool >/dev/null && command -v ldbsearch >/dev/null &&
-    command -v ip >/dev/null; then
-    return 0
+  local need
+  need=$(missing | awk '{print $1}') || true
+  [ -z "$need" ] && return 0
+  # shellcheck disable=SC2086 # one package per word
+  apt_install $need || exit 1
+  if ! missing >/dev/null; then
+    echo "still missing after apt-get install:" >&2
+    missing >&2 || true
+    exit 1
   fi
-  local sudo=""
-  [ "$(id -u)" = 0 ] || sudo="sudo"
-  echo "installing samba, ldb-tools, ldap-utils and iproute2 from Debian's packages" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get update -qq >&2
-  $sudo apt-get install -y -qq --no-install-recommends samba ldb-tools ldap-utils iproute2 >&2
 }
 
 template() {
@@ -55,7 +99,8 @@ template() {
 }
 
 case "${1:-}" in
+  missing) missing ;;
   install) install ;;
   template) template ;;
-  *) echo "usage: $0 install|template" >&2; exit 2 ;;
+  *) echo "usage: $0 missing|install|template" >&2; exit 2 ;;
 esac
