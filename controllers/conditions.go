@@ -16,6 +16,12 @@ var phaseConditions = []string{
 	dkmv1.ConditionReplicasProjected,
 }
 
+// MaxConditionMessageBytes is the schema's limit on a condition message (metav1.Condition's
+// maxLength, 32768 characters; counting bytes stays within it). Messages carry the full detail,
+// unlike event notes (MaxEventNoteBytes), and only one over this limit, which the API server
+// would refuse together with the whole status update, is cut.
+const MaxConditionMessageBytes = 32768
+
 // setCondition records a condition for the object's current generation. LastTransitionTime moves
 // only when the status flips, so an unchanged reconcile writes nothing.
 func setCondition(obj *dkmv1.DKMContainer, condType string, status metav1.ConditionStatus, reason, message string) {
@@ -23,7 +29,7 @@ func setCondition(obj *dkmv1.DKMContainer, condType string, status metav1.Condit
 		Type:               condType,
 		Status:             status,
 		Reason:             reason,
-		Message:            message,
+		Message:            truncate(message, MaxConditionMessageBytes, "… (truncated)"),
 		ObservedGeneration: obj.Generation,
 	})
 }

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -85,6 +86,7 @@ var _ = Describe("DKMContainer reconciler", func() {
 		// The admin fixes the rights; the key appears with no other action.
 		adAddACE(path, "(A;CI;CC;;;"+operator.SID+")")
 		got := expectReady(ctx, obj)
+		Expect(condition(ctx, obj, dkmv1.ConditionContainerReady).Message).To(Equal("container " + path + " exists (adopted)"))
 		Expect(got.Status.Container.CreatedByOperator).To(BeFalse())
 		Expect(got.Status.KeyObject.CreatedByOperator).To(BeTrue())
 		Expect(adKeys(path)).To(HaveLen(1))
@@ -129,6 +131,40 @@ var _ = Describe("DKMContainer reconciler", func() {
 		Consistently(func() string {
 			return secdesc.FormatDACL(adDACL(audited.Spec.Path), secdesc.WellKnownAliases)
 		}, 3*testResync, 500*time.Millisecond).Should(ContainSubstring(tamper), "Audit changes nothing")
+	})
+
+	It("keeps the event of a long drift within the API server's note limit, and all of the drift in status", func(ctx context.Context) {
+		obj := f.dkm("longdrift", f.path("longdrift"))
+		obj.Spec.AccessPolicy = dkmv1.AccessAudit
+		Expect(k8sClient.Create(ctx, obj)).To(Succeed())
+		expectReady(ctx, obj)
+
+		// 30 tampered ACEs in one write, each letting another account read the keys: the drift
+		// in SDDL is far over an event note's 1024 bytes.
+		sd := adDACL(obj.Spec.Path)
+		var tampered []string
+		for i := range 30 {
+			ace, err := secdesc.ParseACE(fmt.Sprintf("(A;CI;RPLCLORC;;;%s-%d)", dc.DomainSID, 7000+i), secdesc.WellKnownAliases)
+			Expect(err).NotTo(HaveOccurred())
+			sd.DACL.ACEs = append(sd.DACL.ACEs, ace)
+			tampered = append(tampered, secdesc.FormatACE(ace, aliases()))
+		}
+		adSetDACL(obj.Spec.Path, sd)
+
+		// Status keeps all of it: the condition's message and status.lastDrift.
+		Eventually(func(g Gomega) {
+			g.Expect(get(ctx, obj).Status.LastDrift).NotTo(BeNil())
+			g.Expect(get(ctx, obj).Status.LastDrift.Unexpected).To(ConsistOf(tampered))
+			msg := condition(ctx, obj, dkmv1.ConditionAccessControlled).Message
+			for _, ace := range tampered {
+				g.Expect(msg).To(ContainSubstring(ace))
+			}
+		}, eventually, 200*time.Millisecond).Should(Succeed())
+		// The event is cut to fit; without that the API server refuses it and it is lost.
+		note := expectEvent(ctx, obj, dkmv1.ReasonDriftDetected)
+		Expect(len(note)).To(BeNumerically("<=", MaxEventNoteBytes))
+		Expect(note).To(HaveSuffix(truncatedNote))
+		Expect(note).To(ContainSubstring(tampered[0]))
 	})
 
 	It("reports KeyLost when the key object vanishes, creates nothing, and regenerates only when asked by key ID", func(ctx context.Context) {
@@ -251,6 +287,14 @@ var _ = Describe("DKMContainer reconciler", func() {
 			func(f *fixture, o *dkmv1.DKMContainer) { o.Spec.ServiceAccounts = []string{`DEMO\no-such-account`} }),
 		Entry("service account that stands for everybody", dkmv1.ConditionAccessControlled, dkmv1.ReasonInvalidAccount,
 			func(f *fixture, o *dkmv1.DKMContainer) { o.Spec.ServiceAccounts = []string{"S-1-5-11"} }),
+		Entry("Everyone, which has no object in AD", dkmv1.ConditionAccessControlled, dkmv1.ReasonInvalidAccount,
+			func(f *fixture, o *dkmv1.DKMContainer) { o.Spec.ServiceAccounts = []string{"S-1-1-0"} }),
+		Entry("Anonymous Logon, next to a real service account", dkmv1.ConditionAccessControlled, dkmv1.ReasonInvalidAccount,
+			func(f *fixture, o *dkmv1.DKMContainer) {
+				o.Spec.ServiceAccounts = append(o.Spec.ServiceAccounts, "S-1-5-7")
+			}),
+		Entry("BUILTIN Users", dkmv1.ConditionAccessControlled, dkmv1.ReasonInvalidAccount,
+			func(f *fixture, o *dkmv1.DKMContainer) { o.Spec.ServiceAccounts = []string{"S-1-5-32-545"} }),
 		Entry("malformed DN that passes the CRD pattern", dkmv1.ConditionContainerReady, dkmv1.ReasonInvalidPath,
 			func(f *fixture, o *dkmv1.DKMContainer) { o.Spec.Path = `CN=bad\zz,CN=System,` + dc.BaseDN }),
 		Entry("parent DN that does not exist", dkmv1.ConditionContainerReady, dkmv1.ReasonParentMissing,

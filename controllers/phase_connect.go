@@ -39,7 +39,7 @@ func (r *DKMContainerReconciler) connect(ctx context.Context, s *scope) error {
 
 	operator, err := s.dir.ResolvePrincipal(ctx, cfg.Username)
 	if err != nil {
-		return r.failPhase(s, cond, "Connect", fmt.Errorf("resolving the bind identity %q: %w", cfg.Username, err))
+		return r.failPhase(s, cond, "Connect", fmt.Errorf("resolving the bind identity %s: %w", directory.QuoteName(cfg.Username), err))
 	}
 	s.operatorSID = operator.SID
 	markTrue(s.obj, cond, dkmv1.ReasonReady, fmt.Sprintf("bound to %s as %s", s.domain.DNSName, cfg.Username))
@@ -60,15 +60,27 @@ func (r *DKMContainerReconciler) resolveAccounts(ctx context.Context, s *scope) 
 	const cond = dkmv1.ConditionAccessControlled
 	s.accounts = s.accounts[:0]
 	for _, name := range s.obj.Spec.ServiceAccounts {
+		// A well-known SID that stands for everybody is refused as such before any lookup:
+		// most have no object in AD (Everyone, Anonymous Logon) and would otherwise read as
+		// an account that does not exist.
+		if sid, ok := sidText(name); ok {
+			if why := secdesc.BroadPrincipal(sid); why != "" {
+				return r.invalidAccount(s, name, sid, why)
+			}
+		}
 		p, err := s.dir.ResolvePrincipal(ctx, name)
 		if err != nil {
 			if directory.KindOf(err) == directory.KindUnknownPrincipal {
-				msg := fmt.Sprintf("service account %q does not exist in %s: check spec.serviceAccounts", name, s.domain.DNSName)
+				msg := fmt.Sprintf("service account %s does not exist in %s: check spec.serviceAccounts",
+					directory.QuoteName(name), s.domain.DNSName)
 				markFalse(s.obj, cond, dkmv1.ReasonUnknownAccount, msg)
 				r.warn(s.obj, dkmv1.ReasonUnknownAccount, "ResolveServiceAccount", msg)
 				return stop(dkmv1.ReasonUnknownAccount)
 			}
-			return r.failPhase(s, cond, "ResolveServiceAccount", fmt.Errorf("resolving service account %q: %w", name, err))
+			return r.failPhase(s, cond, "ResolveServiceAccount", fmt.Errorf("resolving service account %s: %w", directory.QuoteName(name), err))
+		}
+		if why := secdesc.BroadPrincipal(p.SID); why != "" {
+			return r.invalidAccount(s, name, p.SID, why)
 		}
 		s.accounts = append(s.accounts, p.SID)
 	}
@@ -80,6 +92,30 @@ func (r *DKMContainerReconciler) resolveAccounts(ctx context.Context, s *scope) 
 		return stop(dkmv1.ReasonInvalidAccount)
 	}
 	return nil
+}
+
+// invalidAccount reports a service account that stands for everybody (InvalidServiceAccount).
+func (r *DKMContainerReconciler) invalidAccount(s *scope, name string, sid secdesc.SID, why string) error {
+	const cond = dkmv1.ConditionAccessControlled
+	what := why
+	if !strings.EqualFold(strings.TrimSpace(name), sid.String()) {
+		what = fmt.Sprintf("%s (%s)", why, sid)
+	}
+	msg := fmt.Sprintf("service account %s is %s, which stands for everybody: granting it full control would "+
+		"expose the keys; name the accounts the service runs as in spec.serviceAccounts", directory.QuoteName(name), what)
+	markFalse(s.obj, cond, dkmv1.ReasonInvalidAccount, msg)
+	r.warn(s.obj, dkmv1.ReasonInvalidAccount, "ResolveServiceAccount", msg)
+	return stop(dkmv1.ReasonInvalidAccount)
+}
+
+// sidText parses a service account given as SID text (S-1-..., in any case).
+func sidText(name string) (secdesc.SID, bool) {
+	name = strings.TrimSpace(name)
+	if len(name) <= 4 || !strings.EqualFold(name[:4], "S-1-") {
+		return secdesc.SID{}, false
+	}
+	sid, err := secdesc.ParseSID("S-1-" + name[4:])
+	return sid, err == nil
 }
 
 // directoryConfig builds the connection config from the spec and the referenced Secrets.

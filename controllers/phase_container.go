@@ -33,7 +33,7 @@ func (r *DKMContainerReconciler) reconcileContainer(ctx context.Context, s *scop
 	switch {
 	case !obs.Exists && s.obj.Spec.Provisioning == dkmv1.ProvisioningAdopt:
 		msg := fmt.Sprintf("container %s does not exist: with provisioning Adopt a domain admin creates it "+
-			"and delegates Read, Write and Create child objects to the operator's bind identity", path)
+			"and delegates %s on it to the operator's bind identity", path, adoptRights(s.obj.Spec.AccessPolicy))
 		markFalse(s.obj, cond, dkmv1.ReasonContainerMissing, msg)
 		r.warn(s.obj, dkmv1.ReasonContainerMissing, "Adopt", msg)
 		return stop(dkmv1.ReasonContainerMissing)
@@ -48,8 +48,27 @@ func (r *DKMContainerReconciler) reconcileContainer(ctx context.Context, s *scop
 	}
 
 	s.obj.Status.Container = objectRef(s.obj.Status.Container, s.obs.Container, false)
-	markTrue(s.obj, cond, dkmv1.ReasonReady, fmt.Sprintf("container %s exists (%s)", path, strings.ToLower(string(s.obj.Spec.Provisioning))+"d"))
+	markTrue(s.obj, cond, dkmv1.ReasonReady, fmt.Sprintf("container %s exists (%s)", path, provisioned(s.obj.Spec.Provisioning)))
 	return nil
+}
+
+// provisioned says in words how the container came to be, for ContainerReady.
+func provisioned(mode dkmv1.ProvisioningMode) string {
+	if mode == dkmv1.ProvisioningAdopt {
+		return "adopted"
+	}
+	return "created"
+}
+
+// adoptRights lists, for people, the rights an adopted container needs: exactly what
+// checkAdoptRights checks. Enforce writes the template DACL, which needs Modify permissions;
+// Audit never writes it.
+func adoptRights(policy dkmv1.AccessPolicy) string {
+	rights := directory.Rights{}.Missing(policy != dkmv1.AccessAudit)
+	if len(rights) < 2 {
+		return strings.Join(rights, "")
+	}
+	return strings.Join(rights[:len(rights)-1], ", ") + " and " + rights[len(rights)-1]
 }
 
 // createContainer adds the container with the template DACL in the add request itself.

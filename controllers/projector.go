@@ -254,9 +254,9 @@ func serviceAccountOf(pod *corev1.Pod) string {
 
 func (p *ReplicaProjector) denyPod(obj *dkmv1.DKMContainer, pod *corev1.Pod) {
 	if p.Recorder != nil {
-		p.Recorder.Eventf(pod, obj, corev1.EventTypeWarning, "KeyDenied", "ProjectKey",
+		p.Recorder.Eventf(pod, obj, corev1.EventTypeWarning, "KeyDenied", "ProjectKey", "%s", eventNote(fmt.Sprintf(
 			"pod runs as service account %q, which %s/%s does not allow (spec.replicas.serviceAccountNames)",
-			serviceAccountOf(pod), obj.Namespace, obj.Name)
+			serviceAccountOf(pod), obj.Namespace, obj.Name)))
 	}
 }
 

@@ -13,7 +13,9 @@ const (
 	// rights on the parent).
 	ProvisioningCreate ProvisioningMode = "Create"
 	// ProvisioningAdopt: a domain admin pre-created the container and delegated Read, Write and
-	// Create-child rights to the operator's identity, which the operator verifies.
+	// Create all child objects (the operator checks Create container objects and Create contact
+	// objects) to the operator's identity, and with AccessEnforce also Modify permissions
+	// (WRITE_DAC) to write the template DACL. The operator verifies these rights.
 	ProvisioningAdopt ProvisioningMode = "Adopt"
 )
 
@@ -152,7 +154,9 @@ type DKMContainerSpec struct {
 	Path string `json:"path"`
 
 	// Provisioning is Create (the operator creates the container) or Adopt (a domain admin
-	// pre-created it). Immutable.
+	// pre-created it and delegated Read, Write, Create container objects and Create contact
+	// objects to the operator's bind identity, and with accessPolicy Enforce Modify permissions
+	// too). Immutable.
 	// +kubebuilder:default=Create
 	// +optional
 	Provisioning ProvisioningMode `json:"provisioning,omitempty"`

@@ -22,9 +22,9 @@ func (e *DNError) Error() string {
 		dn = dn[:256] + "..."
 	}
 	if e.Pos < 0 {
-		return fmt.Sprintf("invalid DN %q: %s", dn, e.Reason)
+		return fmt.Sprintf("invalid DN %s: %s", QuoteName(dn), e.Reason)
 	}
-	return fmt.Sprintf("invalid DN %q: %s at position %d", dn, e.Reason, e.Pos)
+	return fmt.Sprintf("invalid DN %s: %s at position %d", QuoteName(dn), e.Reason, e.Pos)
 }
 
 // ValidateDN checks that s is a well-formed, non-empty RFC 4514 DN. The error (a *DNError,

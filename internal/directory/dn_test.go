@@ -67,9 +67,10 @@ func TestValidateDNErrors(t *testing.T) {
 		{"CN=x,D C=y", `invalid DN "CN=x,D C=y": invalid attribute type "D C" at position 5`},
 		{"CN=,DC=y", `invalid DN "CN=,DC=y": empty value for CN at position 3`},
 		{"CN=  ,DC=y", `invalid DN "CN=  ,DC=y": empty value for CN at position 5`},
-		{`CN=a\,DC=y\`, `invalid DN "CN=a\\,DC=y\\": dangling '\' at position 10`},
-		{`CN=a\zz,DC=y`, `invalid DN "CN=a\\zz,DC=y": invalid escape sequence at position 4`},
-		{`CN=a"b,DC=y`, `invalid DN "CN=a\"b,DC=y": unescaped "\"" at position 4`},
+		// The DN is quoted as written (issue 11): its escapes are AD's, not Go's.
+		{`CN=a\,DC=y\`, `invalid DN "CN=a\,DC=y\": dangling '\' at position 10`},
+		{`CN=a\zz,DC=y`, `invalid DN "CN=a\zz,DC=y": invalid escape sequence at position 4`},
+		{`CN=a"b,DC=y`, `invalid DN "CN=a"b,DC=y": unescaped "\"" at position 4`},
 		{`CN=a;DC=y`, `invalid DN "CN=a;DC=y": unescaped ";" at position 4`},
 		{`CN=a<b`, `invalid DN "CN=a<b": unescaped "<" at position 4`},
 		{"CN=a\x00b", `invalid DN "CN=a\x00b": unescaped "\x00" at position 4`},

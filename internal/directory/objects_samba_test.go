@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -486,7 +485,7 @@ func TestResolvePrincipal(t *testing.T) {
 			t.Errorf("ResolvePrincipal(%q) = %v, want ErrUnknownPrincipal", name, err)
 			continue
 		}
-		if !strings.Contains(err.Error(), strconv.Quote(strings.TrimSpace(name))) {
+		if !strings.Contains(err.Error(), QuoteName(strings.TrimSpace(name))) {
 			t.Errorf("the error does not name the input %q: %v", name, err)
 		}
 	}

@@ -97,7 +97,7 @@ func principalQuery(in string, d Domain) (principalSearch, error) {
 	case strings.Contains(in, `\`):
 		dom, acct, _ := strings.Cut(in, `\`)
 		if !strings.EqualFold(dom, d.NetBIOSName) && !strings.EqualFold(dom, d.DNSName) {
-			return q, unknownPrincipal(in, "", fmt.Sprintf("domain %q is not this directory's domain (%s)", dom, d.NetBIOSName))
+			return q, unknownPrincipal(in, "", fmt.Sprintf("domain %s is not this directory's domain (%s)", QuoteName(dom), d.NetBIOSName))
 		}
 		if acct == "" {
 			return q, unknownPrincipal(in, "", "empty account name")
@@ -129,7 +129,7 @@ func escapeBinaryFilter(b []byte) string {
 }
 
 func unknownPrincipal(name, base, why string) *Error {
-	return &Error{Op: "resolve", DN: base, Kind: KindUnknownPrincipal, Err: fmt.Errorf("%q: %s", name, why)}
+	return &Error{Op: "resolve", DN: base, Kind: KindUnknownPrincipal, Err: fmt.Errorf("%s: %s", QuoteName(name), why)}
 }
 
 // principalCache is a small TTL cache of resolved names.

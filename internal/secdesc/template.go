@@ -29,8 +29,8 @@ const RightsAllButDelete = RightsFullControl &^ (RightDelete | RightDeleteTree)
 // template would never compare equal to what the DC stores. All ACEs allow,
 // so this order is also canonical (deny first). A service account whose ACE
 // would duplicate one above (e.g. the Administrator) adds nothing; groups
-// that stand for everybody (Everyone, Authenticated Users, Domain Users, ...)
-// are refused.
+// that stand for everybody (Everyone, Authenticated Users, Domain Users, ...;
+// see BroadPrincipal) are refused.
 func DKMTemplate(domain, forestRoot SID, serviceAccounts []SID) (*SecurityDescriptor, error) {
 	if !domain.IsDomainSID() {
 		return nil, fmt.Errorf("DKM template: domain %q is not a domain SID (S-1-5-21-x-y-z)", domain)
@@ -62,7 +62,7 @@ func DKMTemplate(domain, forestRoot SID, serviceAccounts []SID) (*SecurityDescri
 		if s.IsZero() {
 			return nil, fmt.Errorf("DKM template: service account %d has no SID", i)
 		}
-		if why := broadPrincipal(s, domain); why != "" {
+		if why := BroadPrincipal(s); why != "" {
 			return nil, fmt.Errorf("DKM template: service account %d (%s) is %s; granting it full control would expose the keys", i, s, why)
 		}
 	}
@@ -79,27 +79,19 @@ func DKMTemplate(domain, forestRoot SID, serviceAccounts []SID) (*SecurityDescri
 	}, nil
 }
 
-// broadPrincipal names the well-known groups that stand for "everybody" (or
-// every user or computer of the domain), which must never be a service
-// account; it returns "" for any other SID.
-func broadPrincipal(s, domain SID) string {
-	switch s {
-	case SIDEveryone:
-		return "Everyone"
-	case SIDAuthenticatedUsers:
-		return "Authenticated Users"
-	case mustSID(5, 7):
-		return "Anonymous Logon"
-	case mustSID(5, 2):
-		return "Network"
-	case mustSID(5, 4):
-		return "Interactive"
-	case mustSID(5, 32, 545):
-		return `BUILTIN\Users`
-	case mustSID(5, 32, 546):
-		return `BUILTIN\Guests`
+// BroadPrincipal names the well-known SIDs and groups that stand for
+// everybody, or for every user, computer, logon or authentication of some
+// kind, which must never be a service account; it returns "" for any other
+// SID. Most of them have no object in AD (Everyone, Anonymous Logon, This
+// Organization) or only a foreignSecurityPrincipal, so callers check a SID
+// given as text here before looking it up. Domain Users, Domain Guests and
+// Domain Computers are refused in every domain: a trusted domain's are just
+// as broad.
+func BroadPrincipal(s SID) string {
+	if why, ok := broadPrincipals[s]; ok {
+		return why
 	}
-	if d, rid, ok := s.SplitDomainRID(); ok && d == domain {
+	if _, rid, ok := s.SplitDomainRID(); ok {
 		switch rid {
 		case 513:
 			return "Domain Users"
@@ -110,6 +102,35 @@ func broadPrincipal(s, domain SID) string {
 		}
 	}
 	return ""
+}
+
+// broadPrincipals are the well-known SIDs BroadPrincipal refuses, by the
+// names Windows gives them ([MS-DTYP] 2.4.2.4).
+var broadPrincipals = map[SID]string{
+	SIDEveryone:           "Everyone",
+	mustSID(2, 0):         "Local",
+	mustSID(2, 1):         "Console Logon",
+	mustSID(5, 1):         "Dialup",
+	mustSID(5, 2):         "Network",
+	mustSID(5, 3):         "Batch",
+	mustSID(5, 4):         "Interactive",
+	mustSID(5, 6):         "Service",
+	mustSID(5, 7):         "Anonymous Logon",
+	SIDAuthenticatedUsers: "Authenticated Users",
+	mustSID(5, 13):        "Terminal Server Users",
+	mustSID(5, 14):        "Remote Interactive Logon",
+	mustSID(5, 15):        "This Organization",
+	mustSID(5, 1000):      "Other Organization",
+	mustSID(5, 64, 10):    "NTLM Authentication",
+	mustSID(5, 64, 14):    "SChannel Authentication",
+	mustSID(5, 64, 21):    "Digest Authentication",
+	mustSID(5, 113):       "Local account",
+	mustSID(5, 114):       "Local account and member of Administrators group",
+	mustSID(18, 1):        "Authentication authority asserted identity",
+	mustSID(18, 2):        "Service asserted identity",
+	mustSID(5, 32, 545):   `BUILTIN\Users`,
+	mustSID(5, 32, 546):   `BUILTIN\Guests`,
+	mustSID(5, 32, 554):   `BUILTIN\Pre-Windows 2000 Compatible Access`,
 }
 
 // ChildDescriptor returns the descriptor to send in the add request of every

@@ -159,6 +159,64 @@ func TestDKMTemplateErrors(t *testing.T) {
 	}
 }
 
+// TestDKMTemplateRefusesBroadPrincipals: every well-known SID or group that
+// stands for everybody (or every user, computer, logon or authentication of
+// some kind) is refused by name, in any domain (issue 11); ordinary accounts
+// and the administrators are not.
+func TestDKMTemplateRefusesBroadPrincipals(t *testing.T) {
+	for _, tc := range []struct {
+		sid  string
+		want string // "" means accepted
+	}{
+		{"S-1-1-0", "Everyone"},
+		{"S-1-2-0", "Local"},
+		{"S-1-2-1", "Console Logon"},
+		{"S-1-5-1", "Dialup"},
+		{"S-1-5-2", "Network"},
+		{"S-1-5-3", "Batch"},
+		{"S-1-5-4", "Interactive"},
+		{"S-1-5-6", "Service"},
+		{"S-1-5-7", "Anonymous Logon"},
+		{"S-1-5-11", "Authenticated Users"},
+		{"S-1-5-13", "Terminal Server Users"},
+		{"S-1-5-14", "Remote Interactive Logon"},
+		{"S-1-5-15", "This Organization"},
+		{"S-1-5-1000", "Other Organization"},
+		{"S-1-5-64-10", "NTLM Authentication"},
+		{"S-1-5-64-14", "SChannel Authentication"},
+		{"S-1-5-64-21", "Digest Authentication"},
+		{"S-1-5-113", "Local account"},
+		{"S-1-5-114", "Local account and member of Administrators group"},
+		{"S-1-18-1", "Authentication authority asserted identity"},
+		{"S-1-18-2", "Service asserted identity"},
+		{"S-1-5-32-545", `BUILTIN\Users`},
+		{"S-1-5-32-546", `BUILTIN\Guests`},
+		{"S-1-5-32-554", `BUILTIN\Pre-Windows 2000 Compatible Access`},
+		{"S-1-5-21-1-2-3-513", "Domain Users"},
+		{"S-1-5-21-1-2-3-514", "Domain Guests"},
+		{"S-1-5-21-1-2-3-515", "Domain Computers"},
+		{"S-1-5-21-7-8-9-513", "Domain Users"}, // the forest root's
+		{"S-1-5-21-4-5-6-513", "Domain Users"}, // a trusted domain's
+		{"S-1-5-21-1-2-3-1105", ""},
+		{"S-1-5-21-1-2-3-512", ""},
+		{"S-1-5-21-7-8-9-1513", ""},
+		{"S-1-5-32-544", ""},
+		{"S-1-5-18", ""},
+	} {
+		sid := MustParseSID(tc.sid)
+		_, err := DKMTemplate(testDomain, testForest, []SID{sid})
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: refused: %v", tc.sid, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), " is "+tc.want+";")):
+			t.Errorf("%s: error %v, want one naming it %s", tc.sid, err, tc.want)
+		}
+		if got := BroadPrincipal(sid); got != tc.want {
+			t.Errorf("BroadPrincipal(%s) = %q, want %q", tc.sid, got, tc.want)
+		}
+	}
+}
+
 func TestDKMTemplateDoesNotAliasInput(t *testing.T) {
 	accounts := []SID{MustParseSID("S-1-5-21-1-2-3-1106"), MustParseSID("S-1-5-21-1-2-3-1105")}
 	if _, err := DKMTemplate(testDomain, testDomain, accounts); err != nil {
