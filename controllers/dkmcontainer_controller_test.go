@@ -124,7 +124,10 @@ var _ = Describe("DKMContainer reconciler", func() {
 		Expect(secdesc.FormatDACL(adDACL(enforced.Spec.Path), secdesc.WellKnownAliases)).NotTo(ContainSubstring(";AU)"))
 		Expect(expectEvent(ctx, enforced, dkmv1.ReasonDriftRepaired)).To(ContainSubstring(tamper))
 
-		c = expectCondition(ctx, audited, dkmv1.ConditionAccessControlled, metav1.ConditionFalse, dkmv1.ReasonDriftDetected)
+		// The tamper grants read of the container object alone, not of the keys below it: the
+		// DACL is still safe, so Audit stays Ready and reports the drift (dacl_gate_test.go has
+		// the unsafe case).
+		c = expectCondition(ctx, audited, dkmv1.ConditionAccessControlled, metav1.ConditionTrue, dkmv1.ReasonSafeDACL)
 		Expect(c.Message).To(ContainSubstring(tamper))
 		Expect(get(ctx, audited).Status.LastDrift.Repaired).To(BeFalse())
 		Expect(expectEvent(ctx, audited, dkmv1.ReasonDriftDetected)).To(ContainSubstring(tamper))

@@ -8,13 +8,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	dkmv1 "github.com/dkm-operator/dkm-operator/api/v1alpha1"
-	"github.com/dkm-operator/dkm-operator/internal/directory"
 	"github.com/dkm-operator/dkm-operator/internal/secdesc"
 )
 
 // reconcileAccess compares the container's explicit ACEs with the DKM template. Enforce writes
-// the template back (DACL only); Audit reports and changes nothing. Both record the drift in
-// status and an event naming the ACEs in SDDL. It owns AccessControlled.
+// the template back (DACL only); Audit reports and changes nothing, and is Ready when the DACL is
+// safe though not the template (reportDrift, dacl_gate.go). Both record the drift in status and
+// an event naming the ACEs in SDDL. It owns AccessControlled.
 func (r *DKMContainerReconciler) reconcileAccess(ctx context.Context, s *scope) error {
 	const cond = dkmv1.ConditionAccessControlled
 	desired, err := s.desiredDACL()
@@ -31,18 +31,11 @@ func (r *DKMContainerReconciler) reconcileAccess(ctx context.Context, s *scope) 
 
 	if s.obj.Spec.AccessPolicy == dkmv1.AccessAudit {
 		s.obj.Status.LastDrift = drift
-		msg := fmt.Sprintf("the DACL of %s drifted from the DKM template (Audit: not repaired): %s", s.obs.Container.DN, diff)
-		markFalse(s.obj, cond, dkmv1.ReasonDriftDetected, msg)
-		r.warn(s.obj, dkmv1.ReasonDriftDetected, "AuditDACL", msg)
-		return nil
+		return r.reportDrift(s, diff, "Audit")
 	}
 
-	err = s.dir.ReplaceDACL(ctx, s.obs.Container.DN, secdesc.RepairDescriptor(desired))
-	if directory.KindOf(err) == directory.KindInsufficientAccess {
-		return r.rightsFailure(ctx, s, cond, s.obs.Container.DN, "repair the DACL of "+s.obs.Container.DN, true, err)
-	}
-	if err != nil {
-		return r.failPhase(s, cond, "RepairDACL", err)
+	if err := s.dir.ReplaceDACL(ctx, s.obs.Container.DN, secdesc.RepairDescriptor(desired)); err != nil {
+		return r.repairFailed(ctx, s, err)
 	}
 	drift.Repaired = true
 	s.obj.Status.LastDrift = drift

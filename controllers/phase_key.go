@@ -48,6 +48,10 @@ func (r *DKMContainerReconciler) reconcileKey(ctx context.Context, s *scope) err
 	if err := r.checkKeyLoss(s, manager); err != nil {
 		return err
 	}
+	// Safe-DACL gate (DESIGN rule 6, controllers/dacl_gate.go): no key write below under an unsafe DACL.
+	if blocked, err := r.gateKeyWrites(ctx, s, protector); blocked {
+		return err
+	}
 
 	var ring *keys.Ring
 	if manager == nil || len(manager.Keys) == 0 {

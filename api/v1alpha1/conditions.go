@@ -39,7 +39,20 @@ const (
 
 	// AccessControlled reasons.
 	ReasonDriftRepaired = "DriftRepaired"
+	// ReasonDriftDetected is the event an Audit reconcile emits for drift it does not repair:
+	// Normal while the DACL is still safe, Warning when it is not. It was AccessControlled's
+	// reason for any Audit drift before the safe-DACL gate; the condition now says SafeDACL or
+	// UnsafeDACL.
 	ReasonDriftDetected = "DriftDetected"
+	// ReasonSafeDACL (True): the DACL is not the template but is safe (protected, and no one
+	// outside the template principals, the service accounts and the operator can read a key);
+	// keys are written. Audit only: Enforce writes the template back instead.
+	ReasonSafeDACL = "SafeDACL"
+	// ReasonUnsafeDACL: the DACL lets someone else read a key, or is not protected. On
+	// AccessControlled (False, Audit) it names the offending ACEs; on KeyReady (False, any
+	// policy) it says no key is created, rotated or re-wrapped until the DACL is safe, while an
+	// existing key is still read and served to replicas.
+	ReasonUnsafeDACL = "UnsafeDACL"
 
 	// KeyReady reasons.
 	ReasonKEKSecretMissing   = "KEKSecretMissing"
