@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -33,12 +34,15 @@ import (
 
 func main() {
 	var (
-		metricsAddr, probeAddr, namespaces string
-		leaderElect                        bool
-		resync, retry                      time.Duration
-		wh                                 webhookOptions
+		probeAddr, namespaces string
+		leaderElect           bool
+		resync, retry         time.Duration
+		mo                    metricsOptions
+		wh                    webhookOptions
 	)
-	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
+	flag.StringVar(&mo.bindAddress, "metrics-bind-address", ":8443", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
+	flag.BoolVar(&mo.secure, "metrics-secure", true,
+		"Serve metrics over HTTPS to authenticated, authorized clients only (TokenReview and SubjectAccessReview); false serves plain HTTP to anyone.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
 	flag.BoolVar(&leaderElect, "leader-elect", true, "Elect a leader so that only one of several operator replicas acts.")
 	flag.StringVar(&namespaces, "namespaces", "", "Comma-separated namespaces to watch (namespaced mode); empty watches all.")
@@ -59,13 +63,13 @@ func main() {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("setup")
 
-	if err := run(metricsAddr, probeAddr, namespaces, leaderElect, resync, retry, wh); err != nil {
+	if err := run(mo, probeAddr, namespaces, leaderElect, resync, retry, wh); err != nil {
 		log.Error(err, "operator stopped")
 		os.Exit(1)
 	}
 }
 
-func run(metricsAddr, probeAddr, namespaces string, leaderElect bool, resync, retry time.Duration, wh webhookOptions) error {
+func run(mo metricsOptions, probeAddr, namespaces string, leaderElect bool, resync, retry time.Duration, wh webhookOptions) error {
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return err
@@ -76,7 +80,7 @@ func run(metricsAddr, probeAddr, namespaces string, leaderElect bool, resync, re
 
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
+		Metrics:                metricsServerOptions(mo),
 		HealthProbeBindAddress: probeAddr,
 		LeaderElection:         leaderElect,
 		LeaderElectionID:       "dkm-operator.dkm.io",
@@ -126,6 +130,28 @@ func watchNamespaces(flag string) []string {
 		}
 	}
 	return out
+}
+
+type metricsOptions struct {
+	bindAddress string
+	secure      bool
+}
+
+// With --metrics-secure, the metrics endpoint asks the API server who a scraper is (TokenReview
+// of its bearer token) and whether it may get /metrics (SubjectAccessReview).
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+
+// metricsServerOptions serves metrics either over HTTPS (a self-signed certificate, generated at
+// start) to clients whose token the API server authenticates and that may get the non-resource
+// URL /metrics (the metrics-reader ClusterRole), or, with secure off, over plain HTTP to anyone.
+func metricsServerOptions(mo metricsOptions) metricsserver.Options {
+	opts := metricsserver.Options{BindAddress: mo.bindAddress}
+	if mo.secure {
+		opts.SecureServing = true
+		opts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	return opts
 }
 
 type webhookOptions struct {

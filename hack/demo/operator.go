@@ -145,6 +145,9 @@ func prepareOperator(env *environment) (*operatorProcess, error) {
 		"--kubeconfig="+op.kubeconfig,
 		"--leader-elect=false",
 		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", ports[0]),
+		// Plain HTTP on loopback, so the demo can show the metrics with a bare GET; the shipped
+		// manifests keep the default, HTTPS for authenticated and authorized scrapers only.
+		"--metrics-secure=false",
 		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", ports[1]),
 		"--webhook-host=127.0.0.1",
 		"--webhook-port="+strconv.Itoa(ports[2]),

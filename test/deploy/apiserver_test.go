@@ -296,6 +296,18 @@ func assertWebhookAccess(t *testing.T, c client.Client) {
 	}
 }
 
+// assertMetricsAccess asks the API server's authorizer what the secure metrics endpoint needs:
+// the operator may create TokenReviews and SubjectAccessReviews (cluster-scoped whatever the
+// mode), and the metrics-reader ClusterRole is installed.
+func assertMetricsAccess(t *testing.T, c client.Client) {
+	t.Helper()
+	assertAccess(t, c, true, "create", authnGroup, "tokenreviews", "")
+	assertAccess(t, c, true, "create", authzGroup, "subjectaccessreviews", "")
+	if !exists(t, c, &rbacv1.ClusterRole{}, "", "dkm-operator-metrics-reader") {
+		t.Error("no ClusterRole dkm-operator-metrics-reader installed")
+	}
+}
+
 func exists(t *testing.T, c client.Client, obj client.Object, namespace, name string) bool {
 	t.Helper()
 	err := c.Get(t.Context(), client.ObjectKey{Namespace: namespace, Name: name}, obj)
@@ -350,6 +362,7 @@ func TestHelmInstallOnAPIServer(t *testing.T) {
 	assertAccess(t, c, false, "create", "apps", "deployments", "", operatorNS)
 	assertWebhookInstalled(t, c)
 	assertWebhookAccess(t, c)
+	assertMetricsAccess(t, c)
 
 	// DKMContainers outlive the release: crds.keep.
 	waitEstablished(t, c, "dkmcontainers.dkm.io")
@@ -401,6 +414,7 @@ func TestHelmInstallOnAPIServer(t *testing.T) {
 	assertAccess(t, c, false, "update", "coordination.k8s.io", "leases", "team-a", "")
 	assertWebhookInstalled(t, c)
 	assertWebhookAccess(t, c)
+	assertMetricsAccess(t, c)
 	if canName(t, c, "get", "", "secrets", operatorNS, "sh.helm.release.v1.dkm-operator.v1") {
 		t.Error("namespaced mode: the operator may read other Secrets of its namespace by name")
 	}

@@ -57,9 +57,11 @@ func TestHelmLint(t *testing.T) {
 		"default":        nil,
 		"namespaced":     {"--set", "watchNamespaces={team-a,team-b}"},
 		"serviceMonitor": {"--set", "metrics.serviceMonitor.enabled=true"},
-		"single":         {"--set", "replicaCount=1", "--set", "crds.keep=false"},
-		"no webhook":     {"--set", "webhook.enabled=false"},
-		"cert-manager":   {"--set", "webhook.certManagement=external", "--set", "webhook.certManager.enabled=true"},
+		"insecure metrics serviceMonitor": {"--set", "metrics.secure=false", "--set", "metrics.serviceMonitor.enabled=true",
+			"--set", "watchNamespaces={team-a}"},
+		"single":       {"--set", "replicaCount=1", "--set", "crds.keep=false"},
+		"no webhook":   {"--set", "webhook.enabled=false"},
+		"cert-manager": {"--set", "webhook.certManagement=external", "--set", "webhook.certManager.enabled=true"},
 		"namespaced cert-manager": {"--set", "watchNamespaces={team-a}", "--set", "webhook.certManagement=external",
 			"--set", "webhook.certManager.enabled=true", "--set", "webhook.certManager.issuerRef.name=corp-ca",
 			"--set", "webhook.certManager.issuerRef.kind=ClusterIssuer"},
@@ -82,9 +84,10 @@ func TestHelmDefault(t *testing.T) {
 			t.Errorf("CRD %s lacks %s: keep with crds.keep=true", crd.GetName(), keepAnnotation)
 		}
 	}
-	role := typed[rbacv1.ClusterRole](t, objs.one(t, "ClusterRole"))
+	role := typed[rbacv1.ClusterRole](t, objs.get("ClusterRole", "", "dkm-operator-manager-role"))
 	assertRules(t, "chart ClusterRole", role.Rules, generatedRules(t))
 	objs.one(t, "ClusterRoleBinding")
+	assertSecureMetrics(t, objs, manager, "dkm-operator-metrics-reader")
 	le := typed[rbacv1.Role](t, objs.get("Role", operatorNS, "dkm-operator-leader-election-role"))
 	if !grantsLeases(le.Rules) || grantsSecrets(le.Rules) {
 		t.Errorf("leader-election Role rules = %+v, want leases and no Secrets", le.Rules)
@@ -107,7 +110,7 @@ func TestHelmDefault(t *testing.T) {
 		t.Errorf("ServiceMonitor rendered by default (%d); it must be opt-in", n)
 	}
 	args := manager.Spec.Template.Spec.Containers[0].Args
-	for _, want := range []string{"--leader-elect=true", "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081",
+	for _, want := range []string{"--leader-elect=true", "--metrics-bind-address=:8443", "--metrics-secure=true", "--health-probe-bind-address=:8081",
 		"--enable-webhook=true", "--webhook-cert-management=self"} {
 		if !slices.Contains(args, want) {
 			t.Errorf("args %v lack %s", args, want)
@@ -157,13 +160,23 @@ func TestHelmCRDs(t *testing.T) {
 
 func TestHelmNamespaced(t *testing.T) {
 	objs := helmTemplate(t, "--set", "watchNamespaces={team-a,team-b}")
-	// The one cluster-wide right left: the webhook's, the generated admission rules exactly.
-	role := typed[rbacv1.ClusterRole](t, objs.one(t, "ClusterRole"))
+	// The cluster-wide rights left: the webhook's, the generated admission rules exactly, and
+	// the secure metrics endpoint's (TestHelmMetricsModes).
+	role := typed[rbacv1.ClusterRole](t, objs.get("ClusterRole", "", "dkm-operator-webhook-role"))
 	assertRules(t, "webhook ClusterRole "+role.Name, role.Rules, webhookRules(t))
-	if b := typed[rbacv1.ClusterRoleBinding](t, objs.one(t, "ClusterRoleBinding")); b.RoleRef.Name != role.Name {
-		t.Errorf("ClusterRoleBinding %s binds %s, want %s", b.Name, b.RoleRef.Name, role.Name)
+	if b := objs.get("ClusterRoleBinding", "", "dkm-operator-webhook-rolebinding"); b == nil ||
+		typed[rbacv1.ClusterRoleBinding](t, b).RoleRef.Name != role.Name {
+		t.Errorf("no ClusterRoleBinding dkm-operator-webhook-rolebinding of %s: %v", role.Name, objs.ofKind("ClusterRoleBinding").names())
+	}
+	for _, u := range objs.ofKind("ClusterRole") {
+		for _, r := range typed[rbacv1.ClusterRole](t, u).Rules {
+			if !slices.Equal(r.APIGroups, []string{admissionGroup}) && !isMetricsAuthRule(r) && !allowsURL([]rbacv1.PolicyRule{r}, "get", "/metrics") {
+				t.Errorf("namespaced mode: ClusterRole %s grants %v beyond the webhook's and the metrics endpoint's rules", u.GetName(), r)
+			}
+		}
 	}
 	manager := assertManager(t, objs.get("Deployment", operatorNS, "dkm-operator-controller-manager"), chartImage)
+	assertSecureMetrics(t, objs, manager, "dkm-operator-metrics-reader")
 	assertWebhook(t, objs, manager, "self", nil)
 	assertWebhookRBAC(t, objs, manager, true)
 	assertBindings(t, objs, manager)
@@ -211,27 +224,11 @@ func TestHelmPodDisruptionBudget(t *testing.T) {
 
 func TestHelmServiceMonitor(t *testing.T) {
 	objs := helmTemplate(t, "--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.serviceMonitor.labels.release=prom")
-	sm := objs.one(t, "ServiceMonitor")
-	if sm.GetAPIVersion() != "monitoring.coreos.com/v1" || sm.GetLabels()["release"] != "prom" {
-		t.Errorf("ServiceMonitor %s %v", sm.GetAPIVersion(), sm.GetLabels())
+	if sm := objs.one(t, "ServiceMonitor"); sm.GetLabels()["release"] != "prom" {
+		t.Errorf("ServiceMonitor labels %v lack release: prom", sm.GetLabels())
 	}
-	selector, _, _ := unstructured.NestedStringMap(sm.Object, "spec", "selector", "matchLabels")
-	svc := typed[corev1.Service](t, objs.metricsServices()[0])
-	for _, other := range objs.ofKind("Service") {
-		if other.GetName() != svc.Name && selectsLabels(selector, other.GetLabels()) {
-			t.Errorf("ServiceMonitor selector %v also selects Service %s", selector, other.GetName())
-		}
-	}
-	for k, v := range selector {
-		if svc.Labels[k] != v {
-			t.Errorf("ServiceMonitor selector %v does not match the metrics Service labels %v", selector, svc.Labels)
-			break
-		}
-	}
-	endpoints, _, _ := unstructured.NestedSlice(sm.Object, "spec", "endpoints")
-	if len(endpoints) != 1 || endpoints[0].(map[string]any)["port"] != "metrics" {
-		t.Errorf("ServiceMonitor endpoints = %v, want the metrics port", endpoints)
-	}
+	assertServiceMonitor(t, objs, true)
+	assertServiceMonitor(t, helmTemplate(t, "--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.secure=false"), false)
 
 	off := helmTemplate(t, "--set", "metrics.enabled=false")
 	if n := len(off.metricsServices()) + len(off.ofKind("ServiceMonitor")); n != 0 {
@@ -464,11 +461,11 @@ func TestHelmWebhookModes(t *testing.T) {
 			assertWebhookRBAC(t, objs, manager, false)
 			if mode == nil {
 				// Cluster-wide: the generated ClusterRole less its admission rules.
-				role := typed[rbacv1.ClusterRole](t, objs.one(t, "ClusterRole"))
+				role := typed[rbacv1.ClusterRole](t, objs.get("ClusterRole", "", "dkm-operator-manager-role"))
 				want := slices.DeleteFunc(generatedRules(t), func(r rbacv1.PolicyRule) bool { return slices.Contains(r.APIGroups, admissionGroup) })
 				assertRules(t, "ClusterRole without the webhook", role.Rules, want)
-			} else if n := len(objs.ofKind("ClusterRole")); n != 0 {
-				t.Errorf("namespaced without the webhook renders %d ClusterRoles, want none", n)
+			} else if u := objs.get("ClusterRole", "", "dkm-operator-webhook-role"); u != nil {
+				t.Errorf("namespaced without the webhook renders the webhook's ClusterRole %s", u.GetName())
 			}
 		}
 	})

@@ -223,12 +223,13 @@ func generatedRules(t testing.TB) []rbacv1.PolicyRule {
 }
 
 // namespaceRules are what a watched namespace needs: the generated rules less the Lease rule
-// (leader election has its own Role) and less the rules on cluster-scoped admission objects,
-// which a Role cannot grant.
+// (leader election has its own Role) and less the rules on cluster-scoped objects, which a Role
+// cannot grant: admission objects, TokenReviews and SubjectAccessReviews.
 func namespaceRules(t testing.TB) []rbacv1.PolicyRule {
 	t.Helper()
 	return slices.DeleteFunc(generatedRules(t), func(r rbacv1.PolicyRule) bool {
-		return slices.Contains(r.APIGroups, "coordination.k8s.io") || slices.Contains(r.APIGroups, "admissionregistration.k8s.io")
+		return slices.Contains(r.APIGroups, "coordination.k8s.io") || slices.Contains(r.APIGroups, "admissionregistration.k8s.io") ||
+			isMetricsAuthRule(r)
 	})
 }
 
@@ -339,8 +340,8 @@ func assertManager(t testing.TB, u *unstructured.Unstructured, wantImage string)
 	for _, p := range c.Ports {
 		ports[p.Name] = p.ContainerPort
 	}
-	if ports["health"] != 8081 || ports["metrics"] != 8080 {
-		t.Errorf("container ports = %v, want health 8081 and metrics 8080", ports)
+	if ports["health"] != 8081 || ports["metrics"] != 8443 {
+		t.Errorf("container ports = %v, want health 8081 and metrics 8443", ports)
 	}
 	for probe, want := range map[string]string{"liveness": "/healthz", "readiness": "/readyz"} {
 		p := c.LivenessProbe
@@ -419,7 +420,8 @@ func (o objects) metricsServices() objects {
 	return out
 }
 
-// assertMetricsService checks the metrics Service reaches the operator's metrics port.
+// assertMetricsService checks the metrics Service reaches the operator's metrics port: 8443,
+// named https as kubebuilder's scaffold does (the endpoint is secure by default).
 func assertMetricsService(t testing.TB, objs objects, manager *appsv1.Deployment) *corev1.Service {
 	t.Helper()
 	all := objs.metricsServices()
@@ -430,9 +432,9 @@ func assertMetricsService(t testing.TB, objs objects, manager *appsv1.Deployment
 	if !selects(svc.Spec.Selector, manager) {
 		t.Errorf("metrics Service selector %v does not select the operator pods %v", svc.Spec.Selector, manager.Spec.Template.Labels)
 	}
-	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 8080 || svc.Spec.Ports[0].TargetPort.String() != "metrics" ||
-		svc.Spec.Ports[0].Name != "metrics" {
-		t.Errorf("metrics Service ports = %+v, want metrics 8080 -> metrics", svc.Spec.Ports)
+	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 8443 || svc.Spec.Ports[0].TargetPort.String() != "metrics" ||
+		svc.Spec.Ports[0].Name != "https" {
+		t.Errorf("metrics Service ports = %+v, want https 8443 -> metrics", svc.Spec.Ports)
 	}
 	return svc
 }

@@ -47,8 +47,11 @@ func TestKustomizeDefault(t *testing.T) {
 	assertBindings(t, objs, manager)
 	assertMetricsService(t, objs, manager)
 
-	role := typed[rbacv1.ClusterRole](t, objs.one(t, "ClusterRole"))
+	role := typed[rbacv1.ClusterRole](t, objs.get("ClusterRole", "", "dkm-operator-manager-role"))
 	assertRules(t, "ClusterRole "+role.Name, role.Rules, generatedRules(t))
+	if n := len(objs.ofKind("ClusterRole")); n != 2 {
+		t.Errorf("%d ClusterRoles rendered, want the manager's and the metrics reader: %v", n, objs.ofKind("ClusterRole").names())
+	}
 
 	le := typed[rbacv1.Role](t, objs.get("Role", operatorNS, "dkm-operator-leader-election-role"))
 	if !grantsLeases(le.Rules) || grantsSecrets(le.Rules) {
@@ -65,11 +68,12 @@ func grantsLeases(rules []rbacv1.PolicyRule) bool {
 
 func TestKustomizeNamespaced(t *testing.T) {
 	objs := kustomizeBuild(t, "config/namespaced")
-	// The one cluster-wide right left is the webhook's (TestKustomizeNamespacedWebhookRBAC).
+	// The cluster-wide rights left are the webhook's (TestKustomizeNamespacedWebhookRBAC) and the
+	// secure metrics endpoint's (TestKustomizeSecureMetrics).
 	for _, u := range objs.ofKind("ClusterRole") {
 		for _, r := range typed[rbacv1.ClusterRole](t, u).Rules {
-			if !slices.Equal(r.APIGroups, []string{admissionGroup}) {
-				t.Errorf("namespaced mode: ClusterRole %s grants %v beyond the webhook's admission rules", u.GetName(), r)
+			if !slices.Equal(r.APIGroups, []string{admissionGroup}) && !isMetricsAuthRule(r) && !allowsURL([]rbacv1.PolicyRule{r}, "get", "/metrics") {
+				t.Errorf("namespaced mode: ClusterRole %s grants %v beyond the webhook's and the metrics endpoint's rules", u.GetName(), r)
 			}
 		}
 	}

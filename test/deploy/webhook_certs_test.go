@@ -376,18 +376,18 @@ func buildOperator(t *testing.T) string {
 }
 
 type operatorProcess struct {
-	cmd                    *exec.Cmd
-	done                   chan error
-	out                    *syncBuffer
-	certDir                string
-	webhookAddr, probeAddr string
-	stopOnce               sync.Once
+	cmd                                 *exec.Cmd
+	done                                chan error
+	out                                 *syncBuffer
+	certDir                             string
+	webhookAddr, probeAddr, metricsAddr string
+	stopOnce                            sync.Once
 }
 
 // startOperator runs the binary with the installed Deployment's args and env, as its
-// ServiceAccount, with what a test machine needs instead: loopback addresses, a temporary
-// certificate directory (filled from the mounted Secret by the test, as the kubelet would) and
-// no leader election.
+// ServiceAccount, with what a test machine needs instead: loopback addresses (the metrics
+// endpoint keeps the Deployment's other metrics flags), a temporary certificate directory
+// (filled from the mounted Secret by the test, as the kubelet would) and no leader election.
 func startOperator(t *testing.T, k *kubeWithEgress, binary string, d *appsv1.Deployment) *operatorProcess {
 	t.Helper()
 	c := d.Spec.Template.Spec.Containers[0]
@@ -431,13 +431,13 @@ func startOperator(t *testing.T, k *kubeWithEgress, binary string, d *appsv1.Dep
 	}()
 	t.Cleanup(func() { stopKubelet(); <-kubeletDone })
 
-	op.webhookAddr, op.probeAddr = freeLoopbackAddr(t), freeLoopbackAddr(t)
+	op.webhookAddr, op.probeAddr, op.metricsAddr = freeLoopbackAddr(t), freeLoopbackAddr(t), freeLoopbackAddr(t)
 	_, webhookPort, _ := net.SplitHostPort(op.webhookAddr)
 	args := slices.DeleteFunc(slices.Clone(c.Args), func(a string) bool {
 		return strings.HasPrefix(a, "--leader-elect") || strings.HasPrefix(a, "--metrics-bind-address") ||
 			strings.HasPrefix(a, "--health-probe-bind-address")
 	})
-	args = append(args, "--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address="+op.probeAddr,
+	args = append(args, "--leader-elect=false", "--metrics-bind-address="+op.metricsAddr, "--health-probe-bind-address="+op.probeAddr,
 		"--webhook-host=127.0.0.1", "--webhook-port="+webhookPort, "--webhook-cert-dir="+op.certDir)
 	env := []string{"KUBECONFIG=" + kubeconfigPath, "HOME=" + dir, "PATH=" + os.Getenv("PATH")}
 	for _, e := range c.Env {

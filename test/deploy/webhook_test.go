@@ -370,16 +370,20 @@ func TestKustomizeWebhook(t *testing.T) {
 	}
 }
 
-// Namespaced mode keeps one ClusterRole: the generated admission rules, nothing else; and the
-// certificate Secret is the only Secret it may write in its own namespace.
+// Namespaced mode keeps one ClusterRole for the webhook: the generated admission rules, nothing
+// else; and the certificate Secret is the only Secret it may write in its own namespace.
 func TestKustomizeNamespacedWebhookRBAC(t *testing.T) {
 	objs := kustomizeBuild(t, "config/namespaced")
 	manager := assertManager(t, objs.get("Deployment", operatorNS, "dkm-operator-controller-manager"), "dkm-operator:latest")
-	role := typed[rbacv1.ClusterRole](t, objs.one(t, "ClusterRole"))
+	u := objs.get("ClusterRole", "", "dkm-operator-webhook-role")
+	if u == nil {
+		t.Fatalf("no ClusterRole dkm-operator-webhook-role: %v", objs.ofKind("ClusterRole").names())
+	}
+	role := typed[rbacv1.ClusterRole](t, u)
 	assertRules(t, "ClusterRole "+role.Name, role.Rules, webhookRules(t))
-	binding := typed[rbacv1.ClusterRoleBinding](t, objs.one(t, "ClusterRoleBinding"))
-	if binding.RoleRef.Name != role.Name {
-		t.Errorf("ClusterRoleBinding %s binds %s, want %s", binding.Name, binding.RoleRef.Name, role.Name)
+	if b := objs.get("ClusterRoleBinding", "", "dkm-operator-webhook-rolebinding"); b == nil ||
+		typed[rbacv1.ClusterRoleBinding](t, b).RoleRef.Name != role.Name {
+		t.Errorf("no ClusterRoleBinding dkm-operator-webhook-rolebinding of %s: %v", role.Name, objs.ofKind("ClusterRoleBinding").names())
 	}
 	local := boundRules(t, objs, manager, operatorNS)
 	for _, verb := range []string{"get", "update", "patch", "delete"} {

@@ -70,17 +70,38 @@ The operator's rules, from files/rbac/role.yaml: a copy of the ClusterRole that
 {{- if and .Values.webhook.enabled (eq .Values.webhook.certManagement "self") }}true{{ end }}
 {{- end }}
 
+{{/* Whether the metrics endpoint authenticates and authorizes scrapers (--metrics-secure). */}}
+{{- define "dkm-operator.secureMetrics" -}}
+{{- if and .Values.metrics.enabled .Values.metrics.secure }}true{{ end }}
+{{- end }}
+
+{{/* The metrics Service's port name, which the ServiceMonitor scrapes. */}}
+{{- define "dkm-operator.metricsPortName" -}}
+{{- if .Values.metrics.secure }}https{{ else }}http{{ end }}
+{{- end }}
+
+{{/* Whether a generated rule is one of the secure metrics endpoint's (TokenReviews, SubjectAccessReviews). */}}
+{{- define "dkm-operator.isMetricsAuthRule" -}}
+{{- if or (has "authentication.k8s.io" .apiGroups) (has "authorization.k8s.io" .apiGroups) }}true{{ end }}
+{{- end }}
+
 {{/*
 The ClusterRole's rules in cluster-wide mode: the generated ones, in their order, with the rules
 on admission objects (self-managed certificates: list/watch every MutatingWebhookConfiguration,
 write only the operator's own) kept only when certificates are self-managed, their resourceNames
-naming this release's configuration instead of config/default's.
+naming this release's configuration instead of config/default's, and the rules of the secure
+metrics endpoint (create TokenReviews and SubjectAccessReviews) kept only when it is on.
 */}}
 {{- define "dkm-operator.clusterRules" -}}
 {{- $self := include "dkm-operator.selfManagedCerts" . }}
+{{- $secureMetrics := include "dkm-operator.secureMetrics" . }}
 {{- $rules := list }}
 {{- range (include "dkm-operator.generatedRules" . | fromYamlArray) }}
-{{- if not (has "admissionregistration.k8s.io" .apiGroups) }}
+{{- if include "dkm-operator.isMetricsAuthRule" . }}
+{{- if $secureMetrics }}
+{{- $rules = append $rules . }}
+{{- end }}
+{{- else if not (has "admissionregistration.k8s.io" .apiGroups) }}
 {{- $rules = append $rules . }}
 {{- else if $self }}
 {{- if .resourceNames }}
@@ -103,15 +124,28 @@ naming this release's configuration instead of config/default's.
 {{- toYaml $rules }}
 {{- end }}
 
+{{/* The secure metrics endpoint's rules alone: its ClusterRole in namespaced mode. */}}
+{{- define "dkm-operator.metricsAuthRules" -}}
+{{- $rules := list }}
+{{- range (include "dkm-operator.generatedRules" . | fromYamlArray) }}
+{{- if include "dkm-operator.isMetricsAuthRule" . }}
+{{- $rules = append $rules . }}
+{{- end }}
+{{- end }}
+{{- if not $rules }}{{ fail "files/rbac/role.yaml holds no TokenReview/SubjectAccessReview rules: run make manifests chart-crds" }}{{ end }}
+{{- toYaml $rules }}
+{{- end }}
+
 {{/*
 The rules of a per-namespace Role in namespaced mode: the generated ones, less the Lease rule
 (leader election has its own Role in the release namespace) and less the rules on cluster-scoped
-admission objects, which a Role cannot grant (the webhook's ClusterRole has them).
+objects, which a Role cannot grant: admission objects (the webhook's ClusterRole has them),
+TokenReviews and SubjectAccessReviews (the metrics endpoint's ClusterRole has them).
 */}}
 {{- define "dkm-operator.namespaceRules" -}}
 {{- $rules := list }}
 {{- range (include "dkm-operator.generatedRules" . | fromYamlArray) }}
-{{- if not (or (has "coordination.k8s.io" .apiGroups) (has "admissionregistration.k8s.io" .apiGroups)) }}
+{{- if not (or (has "coordination.k8s.io" .apiGroups) (has "admissionregistration.k8s.io" .apiGroups) (include "dkm-operator.isMetricsAuthRule" .)) }}
 {{- $rules = append $rules . }}
 {{- end }}
 {{- end }}
