@@ -101,6 +101,7 @@ func run(mo metricsOptions, probeAddr, namespaces string, leaderElect bool, resy
 		Metrics:     m,
 		Resync:      resync,
 		Retry:       retry,
+		Namespaces:  watchNamespaces(namespaces),
 	}); err != nil {
 		return err
 	}

@@ -54,6 +54,16 @@ type DKMContainerReconciler struct {
 	Retry  time.Duration
 	// Now is the clock (tests may pin it).
 	Now func() time.Time
+	// LockoutRetry is how long after AD reported the bind account locked out it is tried once
+	// more by itself (default DefaultLockoutRetry); any other terminal bind failure waits for a
+	// change of the referenced Secrets or spec.directory.
+	LockoutRetry time.Duration
+	// Namespaces are the namespaces the manager watches (nil: all); the metadata-only watch on
+	// the referenced Secrets is confined to them.
+	Namespaces []string
+
+	// bindFailures is the last terminal bind failure of each DKMContainer (see bindgate.go).
+	bindFailures bindFailures
 }
 
 // +kubebuilder:rbac:groups=dkm.io,resources=dkmcontainers,verbs=get;list;watch;update;patch
@@ -69,6 +79,7 @@ func (r *DKMContainerReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.Keys.Forget(req.NamespacedName)
+			r.bindFailures.forget(req.NamespacedName)
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, err
@@ -123,7 +134,14 @@ func (r *DKMContainerReconciler) runPhases(ctx context.Context, s *scope) (ctrl.
 		var stop *stopError
 		if errors.As(err, &stop) {
 			// Someone must act (fix rights, a Secret, the spec): no error, so no hot loop, but
-			// look again soon so the fix takes effect by itself.
+			// look again soon so the fix takes effect by itself; or, when only a change can
+			// help (a refused bind), when the change arrives through the watches.
+			switch {
+			case stop.after > 0:
+				return ctrl.Result{RequeueAfter: stop.after}, nil
+			case stop.untilChange:
+				return ctrl.Result{}, nil
+			}
 			return ctrl.Result{RequeueAfter: jitter(r.retry())}, nil
 		}
 		return ctrl.Result{}, err
@@ -185,11 +203,18 @@ func jitter(d time.Duration) time.Duration {
 }
 
 // SetupWithManager watches DKMContainers (spec changes and annotations; status-only updates are
-// ignored, the reconciler made them) with jittered exponential backoff on transient failures.
+// ignored, the reconciler made them) and the metadata of the Secrets they reference (a fixed
+// bind, CA or KEK Secret takes effect at once), with jittered exponential backoff on transient
+// failures.
 func (r *DKMContainerReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	secrets, err := r.watchReferencedSecrets(mgr)
+	if err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&dkmv1.DKMContainer{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		WatchesRawSource(secrets).
 		WithOptions(controller.Options{
 			RateLimiter: NewJitteredBackoff(time.Second, 5*time.Minute),
 		}).
@@ -217,8 +242,13 @@ func (j *jitteredBackoff) Forget(item reconcile.Request) { j.inner.Forget(item) 
 func (j *jitteredBackoff) NumRequeues(item reconcile.Request) int { return j.inner.NumRequeues(item) }
 
 // stopError ends a reconcile on a condition only a person can fix; it is not retried with
-// backoff (that would be a hot loop on a terminal error) but looked at again after Retry.
-type stopError struct{ reason string }
+// backoff (that would be a hot loop on a terminal error) but looked at again after Retry, or
+// after `after` when set, or, with untilChange, only when a watched object changes.
+type stopError struct {
+	reason      string
+	untilChange bool
+	after       time.Duration
+}
 
 func (e *stopError) Error() string { return "stopped: " + e.reason }
 

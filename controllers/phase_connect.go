@@ -22,15 +22,24 @@ const (
 )
 
 // connect reads the bind and CA Secrets, binds to AD, learns the domain and resolves the
-// service accounts. It owns DirectoryReachable.
+// service accounts. It owns DirectoryReachable. After a terminal bind failure it does not bind
+// again until the Secrets or spec.directory change (bindgate.go).
 func (r *DKMContainerReconciler) connect(ctx context.Context, s *scope) error {
 	const cond = dkmv1.ConditionDirectoryReachable
-	cfg, err := r.directoryConfig(ctx, s.obj)
+	cfg, inputs, err := r.directoryConfig(ctx, s.obj)
 	if err != nil {
 		return r.failPhase(s, cond, "Connect", err)
 	}
+	s.bindInputs = inputs
+	retrySeen, err := r.gateBind(s)
+	if err != nil {
+		return err
+	}
 	if s.dir, err = r.Directories(cfg); err != nil {
 		return r.failPhase(s, cond, "Connect", err)
+	}
+	if rb, ok := s.dir.(bindRetrier); ok && !retrySeen.IsZero() {
+		rb.RetryBind(retrySeen)
 	}
 	if s.domain, err = s.dir.Domain(ctx); err != nil {
 		return r.failPhase(s, cond, "Connect", err)
@@ -42,6 +51,7 @@ func (r *DKMContainerReconciler) connect(ctx context.Context, s *scope) error {
 		return r.failPhase(s, cond, "Connect", fmt.Errorf("resolving the bind identity %s: %w", directory.QuoteName(cfg.Username), err))
 	}
 	s.operatorSID = operator.SID
+	r.bindFailures.forget(namespacedName(s.obj))
 	markTrue(s.obj, cond, dkmv1.ReasonReady, fmt.Sprintf("bound to %s as %s", s.domain.DNSName, cfg.Username))
 	return nil
 }
@@ -118,8 +128,9 @@ func sidText(name string) (secdesc.SID, bool) {
 	return sid, err == nil
 }
 
-// directoryConfig builds the connection config from the spec and the referenced Secrets.
-func (r *DKMContainerReconciler) directoryConfig(ctx context.Context, obj *dkmv1.DKMContainer) (directory.Config, error) {
+// directoryConfig builds the connection config from the spec and the referenced Secrets, and
+// says what it was built from (bindInputs: no Secret data).
+func (r *DKMContainerReconciler) directoryConfig(ctx context.Context, obj *dkmv1.DKMContainer) (directory.Config, string, error) {
 	spec := obj.Spec.Directory
 	cfg := directory.Config{
 		URLs:           spec.URLs,
@@ -134,19 +145,19 @@ func (r *DKMContainerReconciler) directoryConfig(ctx context.Context, obj *dkmv1
 
 	bind, err := r.readSecret(ctx, obj.Namespace, spec.BindSecretRef.Name)
 	if err != nil {
-		return cfg, secretError(err, dkmv1.ReasonBindSecretMissing, "bind Secret", obj.Namespace, spec.BindSecretRef.Name)
+		return cfg, "", secretError(err, dkmv1.ReasonBindSecretMissing, "bind Secret", obj.Namespace, spec.BindSecretRef.Name)
 	}
 	cfg.Username = strings.TrimSpace(string(bind.Data[BindUsernameKey]))
 	cfg.Password = string(bind.Data[BindPasswordKey])
 	if cfg.Username == "" || cfg.Password == "" {
-		return cfg, &configError{dkmv1.ReasonBindSecretInvalid, fmt.Sprintf(
+		return cfg, "", &configError{dkmv1.ReasonBindSecretInvalid, fmt.Sprintf(
 			"bind Secret %s/%s needs non-empty %q and %q keys", obj.Namespace, spec.BindSecretRef.Name, BindUsernameKey, BindPasswordKey)}
 	}
 
+	var ca *corev1.Secret
 	if ref := spec.CABundleSecretRef; ref != nil {
-		ca, err := r.readSecret(ctx, obj.Namespace, ref.Name)
-		if err != nil {
-			return cfg, secretError(err, dkmv1.ReasonCABundleInvalid, "CA bundle Secret", obj.Namespace, ref.Name)
+		if ca, err = r.readSecret(ctx, obj.Namespace, ref.Name); err != nil {
+			return cfg, "", secretError(err, dkmv1.ReasonCABundleInvalid, "CA bundle Secret", obj.Namespace, ref.Name)
 		}
 		key := ref.Key
 		if key == "" {
@@ -154,11 +165,11 @@ func (r *DKMContainerReconciler) directoryConfig(ctx context.Context, obj *dkmv1
 		}
 		cfg.CAPEM = ca.Data[key]
 		if !strings.Contains(string(cfg.CAPEM), "-----BEGIN CERTIFICATE-----") {
-			return cfg, &configError{dkmv1.ReasonCABundleInvalid, fmt.Sprintf(
+			return cfg, "", &configError{dkmv1.ReasonCABundleInvalid, fmt.Sprintf(
 				"CA bundle Secret %s/%s has no PEM certificate under key %q", obj.Namespace, ref.Name, key)}
 		}
 	}
-	return cfg, nil
+	return cfg, bindInputs(obj, bind, ca), nil
 }
 
 func (r *DKMContainerReconciler) readSecret(ctx context.Context, namespace, name string) (*corev1.Secret, error) {
@@ -188,6 +199,9 @@ func (r *DKMContainerReconciler) failPhase(s *scope, cond, action string, err er
 		return stop(ce.reason)
 	}
 	reason, transient := directoryReason(err)
+	if !transient && connectionRefused(err) {
+		return r.refuseBind(s, cond, action, reason, err)
+	}
 	markFalse(s.obj, cond, reason, err.Error())
 	if transient && cond != dkmv1.ConditionDirectoryReachable {
 		markFalse(s.obj, dkmv1.ConditionDirectoryReachable, reason, err.Error())
@@ -205,6 +219,8 @@ func directoryReason(err error) (string, bool) {
 	switch directory.KindOf(err) {
 	case directory.KindInvalidCredentials:
 		return dkmv1.ReasonInvalidCredentials, false
+	case directory.KindAccountLocked:
+		return dkmv1.ReasonAccountLockedOut, false
 	case directory.KindTLS:
 		return dkmv1.ReasonTLSError, false
 	case directory.KindConfig:

@@ -25,6 +25,8 @@ type scope struct {
 	operatorSID secdesc.SID
 	accounts    []secdesc.SID
 	aliases     secdesc.Aliases
+	// bindInputs identifies what this reconcile binds with (bindgate.go).
+	bindInputs string
 
 	// container
 	obs *directory.Observation

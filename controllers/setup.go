@@ -12,6 +12,11 @@ type Options struct {
 	Metrics     *Metrics
 	// Resync and Retry default to DefaultResync and DefaultRetry.
 	Resync, Retry time.Duration
+	// LockoutRetry defaults to DefaultLockoutRetry: how long after AD reported the bind account
+	// locked out it is tried once more by itself.
+	LockoutRetry time.Duration
+	// Namespaces are the namespaces the manager's cache watches (CacheOptions); nil: all.
+	Namespaces []string
 }
 
 // Setup registers the reconciler and the replica projector with mgr around one KeyStore, which
@@ -29,6 +34,9 @@ func Setup(mgr ctrl.Manager, opts Options) (*KeyStore, error) {
 		Metrics:     opts.Metrics,
 		Resync:      opts.Resync,
 		Retry:       opts.Retry,
+
+		LockoutRetry: opts.LockoutRetry,
+		Namespaces:   opts.Namespaces,
 	}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}

@@ -36,6 +36,9 @@ const (
 	testResync = 2 * time.Second
 	testRetry  = time.Second
 	eventually = 30 * time.Second
+
+	// testLockoutRetry: a locked-out bind account is tried again by itself after this long.
+	testLockoutRetry = 8 * time.Second
 )
 
 var (
@@ -45,6 +48,8 @@ var (
 	scheme    = runtime.NewScheme()
 	dc        *testenv.DC
 	keyStore  *KeyStore
+	// suiteBinds counts the binds the reconciler sends, by identity.
+	suiteBinds = &bindCounter{}
 	// operator is the non-admin account Adopt tests bind as.
 	suiteSeq atomic.Int64
 )
@@ -81,10 +86,12 @@ var _ = BeforeSuite(func(ctx context.Context) {
 	pool := directory.NewPool()
 	DeferCleanup(pool.Close)
 	keyStore, err = Setup(mgr, Options{
-		Directories: PoolFactory(pool),
+		Directories: suiteBinds.wrap(PoolFactory(pool)),
 		Metrics:     NewMetrics(nil),
 		Resync:      testResync,
 		Retry:       testRetry,
+
+		LockoutRetry: testLockoutRetry,
 	})
 	Expect(err).NotTo(HaveOccurred())
 
@@ -199,4 +206,11 @@ func expectEvent(ctx context.Context, obj *dkmv1.DKMContainer, reason string) st
 		g.Expect(false).To(BeTrue(), "no %s event for %s", reason, obj.Name)
 	}, eventually, 200*time.Millisecond).Should(Succeed())
 	return note
+}
+
+// getSecret reads one of the fixture's Secrets.
+func (f *fixture) getSecret(ctx context.Context, name string) *corev1.Secret {
+	s := &corev1.Secret{}
+	Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: name}, s)).To(Succeed())
+	return s
 }

@@ -30,6 +30,10 @@ const (
 	ReasonUnknownAccount     = "UnknownServiceAccount"
 	ReasonInvalidAccount     = "InvalidServiceAccount"
 
+	// ReasonAccountLockedOut: AD refused the bind because the bind account is locked out (too
+	// many failed logons; AD's "data 775"). A domain admin must unlock it.
+	ReasonAccountLockedOut = "AccountLockedOut"
+
 	// ContainerReady reasons.
 	ReasonInvalidPath       = "InvalidPath"
 	ReasonParentMissing     = "ParentMissing"

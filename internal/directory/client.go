@@ -34,11 +34,14 @@ type Client struct {
 	conn   *ldap.Conn
 	connEP string // URL of conn
 	closed bool
-	// bindErr is the last terminal bind failure (e.g. a wrong password), answered without
-	// dialling until bindErrUntil: every reconcile re-binding with a bad password could lock
-	// the account out. A new password makes a new Client, so a fix takes effect at once.
-	bindErr      *Error
-	bindErrUntil time.Time
+	// bindErr is a terminal bind failure (a wrong password, a locked-out account, ...),
+	// answered without dialling from then on: every bind with a refused password counts
+	// towards the account's lockout, so the Client never binds again by itself, however long
+	// it lives and whoever asks. Only RetryBind (the caller decided a retry is due) clears it;
+	// a new password makes a new Client, so a fix takes effect at once. bindErrAt is when it
+	// was remembered.
+	bindErr   *Error
+	bindErrAt time.Time
 
 	countMu sync.Mutex
 	counts  map[string]int
@@ -163,7 +166,7 @@ func (c *Client) connect(ctx context.Context) (conn *ldap.Conn, fresh bool, err 
 	if derr != nil {
 		if derr.Op == "bind" && derr.Kind != KindTransient {
 			c.mu.Lock()
-			c.bindErr, c.bindErrUntil = derr, c.pool.now().Add(bindFailureMemory)
+			c.bindErr, c.bindErrAt = derr, c.pool.now()
 			c.mu.Unlock()
 		}
 		return nil, false, derr
@@ -188,14 +191,23 @@ func (c *Client) current() (*ldap.Conn, error) {
 	if c.conn != nil && !c.conn.IsClosing() {
 		return c.conn, nil
 	}
-	if c.bindErr != nil && c.pool.now().Before(c.bindErrUntil) {
+	if c.bindErr != nil {
 		return nil, c.bindErr
 	}
 	return nil, nil
 }
 
-// bindFailureMemory is how long a terminal bind failure is answered from memory.
-const bindFailureMemory = 30 * time.Second
+// RetryBind lets the next operation bind again after a refused bind, if the refusal the Client
+// remembers is one the caller saw: remembered at or before seen. A refusal remembered after
+// seen (another caller already tried again and was refused again) stays, so callers that saw
+// the same refusal cause one more bind between them, not one each.
+func (c *Client) RetryBind(seen time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.bindErr != nil && !c.bindErrAt.After(seen) {
+		c.bindErr, c.bindErrAt = nil, time.Time{}
+	}
+}
 
 func (c *Client) urls() []string {
 	out := make([]string, len(c.s.endpoints))

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"regexp"
 	"strings"
 	"syscall"
 	"unicode"
@@ -27,6 +28,10 @@ const (
 	KindTransient
 	// KindInvalidCredentials: the bind identity or password is wrong (LDAP 49).
 	KindInvalidCredentials
+	// KindAccountLocked: the bind account is locked out after too many failed logons (LDAP 49
+	// with AD's "data 775"); a domain admin must unlock it. Binding again, with any password,
+	// fails until then.
+	KindAccountLocked
 	// KindInsufficientAccess: the bound identity lacks a right (LDAP 50).
 	KindInsufficientAccess
 	// KindNoSuchObject: the object does not exist or is invisible to the identity (LDAP 32).
@@ -51,6 +56,7 @@ var kindNames = [...]string{
 	KindOther:              "other",
 	KindTransient:          "transient",
 	KindInvalidCredentials: "invalid_credentials",
+	KindAccountLocked:      "account_locked",
 	KindInsufficientAccess: "insufficient_access",
 	KindNoSuchObject:       "no_such_object",
 	KindParentMissing:      "parent_missing",
@@ -77,6 +83,8 @@ func (k Kind) describe() string {
 		return "directory unavailable"
 	case KindInvalidCredentials:
 		return "invalid credentials"
+	case KindAccountLocked:
+		return "account locked out (a domain admin must unlock it)"
 	case KindInsufficientAccess:
 		return "insufficient access"
 	case KindNoSuchObject:
@@ -231,6 +239,9 @@ func classify(op, dn string, err error, secrets ...[]byte) *Error {
 func kindOfLDAP(op string, lerr *ldap.Error) Kind {
 	switch lerr.ResultCode {
 	case ldap.LDAPResultInvalidCredentials:
+		if accountLockedOut(lerr) {
+			return KindAccountLocked
+		}
 		return KindInvalidCredentials
 	case ldap.LDAPResultInsufficientAccessRights:
 		return KindInsufficientAccess
@@ -265,6 +276,16 @@ func kindOfLDAP(op string, lerr *ldap.Error) Kind {
 	}
 	return KindOther
 }
+
+// accountLockedOut: AD refuses every bind of a locked-out account with invalidCredentials and
+// says why in the diagnostic's Win32 error code, "data 775" (ERROR_ACCOUNT_LOCKED_OUT), as
+// Samba does too: e.g. "80090308: LdapErr: DSID-0C0903A9, comment: AcceptSecurityContext
+// error, data 775, v1db1".
+func accountLockedOut(lerr *ldap.Error) bool {
+	return lerr.Err != nil && dataAccountLockedOut.MatchString(lerr.Err.Error())
+}
+
+var dataAccountLockedOut = regexp.MustCompile(`(?i)\bdata 775\b`)
 
 // transientUnwilling: AD answers unwillingToPerform (53) for permanent refusals (password
 // policy, deleting a non-leaf, ...) and for a DC that is shutting down or not yet ready.
