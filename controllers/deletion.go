@@ -79,5 +79,5 @@ func (r *DKMContainerReconciler) projectedSecrets(ctx context.Context, obj *dkmv
 	if err := r.List(ctx, list, client.InNamespace(obj.Namespace), client.MatchingLabels{LabelContainer: obj.Name}); err != nil {
 		return 0, fmt.Errorf("listing key Secrets: %w", err)
 	}
-	return len(list.Items), nil
+	return countProjected(list.Items, obj.Name), nil
 }

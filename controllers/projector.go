@@ -85,9 +85,13 @@ func (p *ReplicaProjector) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if err := p.List(ctx, secrets, client.InNamespace(obj.Namespace), client.MatchingLabels{LabelContainer: obj.Name}); err != nil {
 		return ctrl.Result{}, err
 	}
+	// Only the key Secrets this projector made: a person's Secret that carries the label (the
+	// bind or KEK Secret, say) is neither restored nor deleted as stale.
 	existing := map[string]*corev1.Secret{}
 	for i := range secrets.Items {
-		existing[secrets.Items[i].Name] = &secrets.Items[i]
+		if isProjectedSecret(&secrets.Items[i], obj.Name) {
+			existing[secrets.Items[i].Name] = &secrets.Items[i]
+		}
 	}
 
 	denied := 0
@@ -218,6 +222,34 @@ func desiredSecret(obj *dkmv1.DKMContainer, pod *corev1.Pod, ring *keys.Ring) *c
 		Type: corev1.SecretTypeOpaque,
 		Data: data,
 	}
+}
+
+// isProjectedSecret reports whether s is a key Secret the projector made for the DKMContainer
+// named container: labelled for it and for a pod, owned by that pod, and named as the projector
+// names that pod's Secret (dkmv1.KeySecretName). A Secret that merely carries the
+// dkm.io/container label is not one, so it is never deleted, nor counted as a replica's key.
+func isProjectedSecret(s *corev1.Secret, container string) bool {
+	if s.Labels[LabelContainer] != container {
+		return false
+	}
+	for _, ref := range s.OwnerReferences {
+		if ref.APIVersion == "v1" && ref.Kind == "Pod" && ref.Name != "" &&
+			s.Labels[LabelPod] == truncateLabel(ref.Name) && s.Name == dkmv1.KeySecretName(container, ref.Name) {
+			return true
+		}
+	}
+	return false
+}
+
+// countProjected counts the key Secrets among secrets that the projector made for container.
+func countProjected(secrets []corev1.Secret, container string) int {
+	n := 0
+	for i := range secrets {
+		if isProjectedSecret(&secrets[i], container) {
+			n++
+		}
+	}
+	return n
 }
 
 func secretMatches(cur, want *corev1.Secret) bool {
