@@ -110,8 +110,16 @@ func checkSecureMetrics(t *testing.T, k *kubeWithEgress, binary, namespace, depl
 	if code, body, err := scrape(t, url, nosy); err != nil || code != http.StatusForbidden {
 		t.Errorf("scrape as monitoring/nosy (no %s): %d %q (%v), want 403", readerRole, code, firstLine(body), err)
 	}
-	if code, body, err := scrape(t, url, reader); err != nil || code != http.StatusOK || !hasMetrics(body) {
-		t.Errorf("scrape as monitoring/prometheus (bound to %s): %d (%v), want 200 and the metrics; body:\n%s", readerRole, code, err, firstLines(body, 10))
+	// The controllers' metrics appear once they start, a moment after the endpoint listens.
+	var code int
+	var body string
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 20*time.Second, true, func(context.Context) (bool, error) {
+		var serr error
+		code, body, serr = scrape(t, url, reader)
+		return serr == nil && code == http.StatusOK && hasMetrics(body), nil
+	})
+	if err != nil {
+		t.Errorf("scrape as monitoring/prometheus (bound to %s): %d, want 200 and the metrics; body:\n%s", readerRole, code, firstLines(body, 10))
 	}
 	if code, body, err := scrape(t, "http://"+op.metricsAddr+"/metrics", ""); err == nil && (code == http.StatusOK || hasMetrics(body)) {
 		t.Errorf("anonymous plain HTTP scrape: %d with metrics; the endpoint must speak only HTTPS, to authorized clients", code)
