@@ -37,6 +37,7 @@ func main() {
 		probeAddr, namespaces string
 		leaderElect           bool
 		resync, retry         time.Duration
+		clusterID             string
 		mo                    metricsOptions
 		wh                    webhookOptions
 	)
@@ -48,6 +49,7 @@ func main() {
 	flag.StringVar(&namespaces, "namespaces", "", "Comma-separated namespaces to watch (namespaced mode); empty watches all.")
 	flag.DurationVar(&resync, "resync-period", controllers.DefaultResync, "How often a healthy DKMContainer is re-read from AD to catch drift.")
 	flag.DurationVar(&retry, "retry-period", controllers.DefaultRetry, "How soon a condition a person must fix (rights, Secrets) is checked again.")
+	flag.StringVar(&clusterID, "cluster-id", "", "This cluster's identity in the ownership records written to AD; empty reads the kube-system namespace's UID.")
 	flag.BoolVar(&wh.enabled, "enable-webhook", true, "Serve the pod injection webhook (dkm.io/inject).")
 	flag.StringVar(&wh.host, "webhook-host", "", "Address the webhook server binds to; empty binds every interface.")
 	flag.IntVar(&wh.port, "webhook-port", 9443, "Port the webhook server listens on.")
@@ -63,13 +65,13 @@ func main() {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("setup")
 
-	if err := run(mo, probeAddr, namespaces, leaderElect, resync, retry, wh); err != nil {
+	if err := run(mo, probeAddr, namespaces, leaderElect, resync, retry, clusterID, wh); err != nil {
 		log.Error(err, "operator stopped")
 		os.Exit(1)
 	}
 }
 
-func run(mo metricsOptions, probeAddr, namespaces string, leaderElect bool, resync, retry time.Duration, wh webhookOptions) error {
+func run(mo metricsOptions, probeAddr, namespaces string, leaderElect bool, resync, retry time.Duration, clusterID string, wh webhookOptions) error {
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return err
@@ -99,6 +101,7 @@ func run(mo metricsOptions, probeAddr, namespaces string, leaderElect bool, resy
 	if _, err := controllers.Setup(mgr, controllers.Options{
 		Directories: controllers.PoolFactory(pool),
 		Metrics:     m,
+		ClusterID:   clusterID,
 		Resync:      resync,
 		Retry:       retry,
 		Namespaces:  watchNamespaces(namespaces),

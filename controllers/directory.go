@@ -14,13 +14,16 @@ type Directory interface {
 	ResolvePrincipal(ctx context.Context, name string) (directory.Principal, error)
 	Observe(ctx context.Context, containerDN string) (*directory.Observation, error)
 	EffectiveRights(ctx context.Context, dn string) (directory.Rights, error)
-	CreateContainer(ctx context.Context, dn string, sd *secdesc.SecurityDescriptor) (directory.Object, error)
+	// Writes. Every add carries the owner's record; SetActiveKey and SetOwner are
+	// compare-and-swap; DeleteOwned removes only what the owner created, by objectGUID.
+	CreateContainer(ctx context.Context, dn string, sd *secdesc.SecurityDescriptor, owner directory.Owner) (directory.Object, error)
+	SetOwner(ctx context.Context, dn, from string, to directory.Owner) error
 	ReplaceDACL(ctx context.Context, dn string, sd *secdesc.SecurityDescriptor) error
-	CreateManager(ctx context.Context, containerDN string) (directory.Object, error)
-	AddKey(ctx context.Context, managerDN, keyID string, blob []byte) (directory.KeyObject, error)
-	SetActiveKey(ctx context.Context, managerDN, keyID string) error
+	CreateManager(ctx context.Context, containerDN, managerGUID string, owner directory.Owner) (directory.Object, error)
+	AddKey(ctx context.Context, managerDN, keyID string, blob []byte, owner directory.Owner) (directory.KeyObject, error)
+	SetActiveKey(ctx context.Context, managerDN, fromID, toID string, owner directory.Owner) error
 	ReplaceKeyBlob(ctx context.Context, keyDN string, blob []byte) error
-	DeleteTree(ctx context.Context, dn string) error
+	DeleteOwned(ctx context.Context, root secdesc.GUID, owner directory.Owner) (left []string, err error)
 }
 
 // DirectoryFactory returns the Directory for a connection config; production uses a

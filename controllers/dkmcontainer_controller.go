@@ -11,6 +11,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
@@ -19,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -49,6 +52,9 @@ type DKMContainerReconciler struct {
 	Directories DirectoryFactory
 	Keys        *KeyStore
 	Metrics     *Metrics
+	// ClusterID identifies this cluster in the ownership records the operator writes to AD
+	// (the UID of the kube-system namespace): a second cluster on the same path is a reader.
+	ClusterID string
 	// Resync and Retry default to DefaultResync and DefaultRetry.
 	Resync time.Duration
 	Retry  time.Duration
@@ -166,12 +172,17 @@ func (r *DKMContainerReconciler) patchStatus(ctx context.Context, s *scope) erro
 	if equality.Semantic.DeepEqual(s.original.Status, s.obj.Status) {
 		return nil
 	}
-	// Optimistic locking: the projector writes ReplicasProjected into the same conditions list.
-	if err := r.Status().Patch(ctx, s.obj, client.MergeFromWithOptions(s.original, client.MergeFromWithOptimisticLock{})); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		return fmt.Errorf("patching status: %w", err)
+	return r.applyStatus(ctx, s.obj)
+}
+
+// applyStatus writes the reconciler's part of status (server-side apply, its own field owner).
+func (r *DKMContainerReconciler) applyStatus(ctx context.Context, obj *dkmv1.DKMContainer) error {
+	part, err := reconcilerStatus(obj)
+	if err != nil {
+		return err
+	}
+	if err := applyStatus(ctx, r.Client, obj, ReconcilerFieldOwner, part); err != nil && !apierrors.IsNotFound(err) {
+		return err
 	}
 	return nil
 }
@@ -213,13 +224,36 @@ func (r *DKMContainerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&dkmv1.DKMContainer{}, builder.WithPredicates(predicate.Or(
-			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, replicasProjectedChanged()))).
 		WatchesRawSource(secrets).
 		WithOptions(controller.Options{
 			RateLimiter: NewJitteredBackoff(time.Second, 5*time.Minute),
 		}).
 		Named("dkmcontainer").
 		Complete(r)
+}
+
+// replicasProjectedChanged passes the projector's status changes that move Ready: the
+// reconciler alone computes Ready, from its own conditions and the projector's.
+func replicasProjectedChanged() predicate.Funcs {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		old, okOld := e.ObjectOld.(*dkmv1.DKMContainer)
+		cur, okNew := e.ObjectNew.(*dkmv1.DKMContainer)
+		if !okOld || !okNew {
+			return false
+		}
+		a := meta.FindStatusCondition(old.Status.Conditions, dkmv1.ConditionReplicasProjected)
+		b := meta.FindStatusCondition(cur.Status.Conditions, dkmv1.ConditionReplicasProjected)
+		switch {
+		case a == nil || b == nil:
+			return (a == nil) != (b == nil)
+		case a.Status != b.Status || a.Reason != b.Reason:
+			return true
+		default:
+			// Ready repeats the message of a condition that is not True.
+			return b.Status != metav1.ConditionTrue && a.Message != b.Message
+		}
+	}}
 }
 
 // NewJitteredBackoff is per-item exponential backoff (base doubling to max) with ±20% jitter,

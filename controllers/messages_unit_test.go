@@ -235,7 +235,11 @@ func TestContainerMessages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	existing := &directory.Observation{Exists: true, Container: directory.Object{DN: path, SD: adminDACL}}
+	// The container carries the ownership record of the DKMContainer below (unitDKM, as
+	// recordingReconciler sees it): this reconciler is its writer.
+	record := directory.Owner{Namespace: "vmm", Name: "vmm"}
+	existing := &directory.Observation{Exists: true, Container: directory.Object{
+		DN: path, SD: adminDACL, Classes: []string{"top", "container"}, Owner: &record, OwnerRecord: record.String()}}
 	for _, tc := range []struct {
 		name         string
 		provisioning dkmv1.ProvisioningMode

@@ -29,9 +29,9 @@ func (r *DKMContainerReconciler) reconcileAccess(ctx context.Context, s *scope) 
 	drift := driftStatus(diff, s.now)
 	r.Metrics.DriftDetected(s.obj)
 
-	if s.obj.Spec.AccessPolicy == dkmv1.AccessAudit {
+	if !s.repairsDACL() {
 		s.obj.Status.LastDrift = drift
-		return r.reportDrift(s, diff, "Audit")
+		return r.reportDrift(s, diff, s.whyNoRepair())
 	}
 
 	if err := s.dir.ReplaceDACL(ctx, s.obs.Container.DN, secdesc.RepairDescriptor(desired)); err != nil {

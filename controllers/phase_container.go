@@ -38,16 +38,31 @@ func (r *DKMContainerReconciler) reconcileContainer(ctx context.Context, s *scop
 		r.warn(s.obj, dkmv1.ReasonContainerMissing, "Adopt", msg)
 		return stop(dkmv1.ReasonContainerMissing)
 	case !obs.Exists:
+		// A container that held keys and vanished (deleted, or not yet restored from the Recycle
+		// Bin) is KeyLost: creating a new one would occupy the DN a restore needs.
+		if err := r.checkKeyLoss(s, cond, nil, path); err != nil {
+			return err
+		}
 		if err := r.createContainer(ctx, s); err != nil {
 			return err
 		}
-	case s.obj.Spec.Provisioning == dkmv1.ProvisioningAdopt && needsRightsCheck(s):
-		if err := r.checkAdoptRights(ctx, s); err != nil {
+	default:
+		if err := r.decideRole(ctx, s); err != nil {
 			return err
+		}
+		if s.writer() && s.obj.Spec.Provisioning == dkmv1.ProvisioningAdopt && needsRightsCheck(s) {
+			if err := r.checkAdoptRights(ctx, s); err != nil {
+				return err
+			}
 		}
 	}
 
 	s.obj.Status.Container = objectRef(s.obj.Status.Container, s.obs.Container, false)
+	if !s.writer() {
+		markTrue(s.obj, cond, dkmv1.ReasonReady, fmt.Sprintf("container %s exists; this DKMContainer is a reader "+
+			"(owner: %s): it loads and projects the key and never writes AD", path, s.obj.Status.Owner))
+		return nil
+	}
 	markTrue(s.obj, cond, dkmv1.ReasonReady, fmt.Sprintf("container %s exists (%s)", path, provisioned(s.obj.Spec.Provisioning)))
 	return nil
 }
@@ -79,9 +94,18 @@ func (r *DKMContainerReconciler) createContainer(ctx context.Context, s *scope) 
 		return err
 	}
 	path := s.obj.Spec.Path
-	created, err := s.dir.CreateContainer(ctx, path, desired)
+	created, err := s.dir.CreateContainer(ctx, path, desired, r.owner(s.obj))
 	switch {
 	case err == nil:
+	case directory.KindOf(err) == directory.KindAlreadyExists:
+		// Another writer (another cluster, or a person) created it since we looked: read who.
+		if s.obs, err = s.dir.Observe(ctx, path); err != nil {
+			return r.failPhase(s, cond, "Observe", err)
+		}
+		if !s.obs.Exists {
+			return r.failPhase(s, cond, "CreateContainer", fmt.Errorf("%s exists but cannot be read", path))
+		}
+		return r.decideRole(ctx, s)
 	case directory.KindOf(err) == directory.KindParentMissing:
 		msg := fmt.Sprintf("the parent of %s does not exist: create it, or fix spec.path", path)
 		markFalse(s.obj, cond, dkmv1.ReasonParentMissing, msg)
@@ -94,6 +118,7 @@ func (r *DKMContainerReconciler) createContainer(ctx context.Context, s *scope) 
 	}
 	s.obs = &directory.Observation{Exists: true, Container: created}
 	s.obj.Status.Container = objectRef(nil, created, true)
+	s.setRole(dkmv1.RoleWriter, r.owner(s.obj))
 	r.normal(s.obj, "ContainerCreated", "CreateContainer", fmt.Sprintf("created %s with the DKM template DACL", path))
 	return nil
 }
@@ -148,7 +173,7 @@ func (r *DKMContainerReconciler) reportMissingRights(s *scope, cond, dn, action 
 
 // needsDACLWrite says whether this reconcile will write the container's DACL (Enforce with drift).
 func (s *scope) needsDACLWrite() bool {
-	if s.obj.Spec.AccessPolicy == dkmv1.AccessAudit || s.obs == nil || !s.obs.Exists {
+	if !s.repairsDACL() || s.obs == nil || !s.obs.Exists {
 		return false
 	}
 	desired, err := s.desiredDACL()

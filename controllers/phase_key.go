@@ -45,7 +45,10 @@ func (r *DKMContainerReconciler) reconcileKey(ctx context.Context, s *scope) err
 		manager = &s.obs.Managers[0]
 	}
 
-	if err := r.checkKeyLoss(s, manager); err != nil {
+	if err := r.checkKeyLoss(s, cond, manager, s.obs.Container.DN); err != nil {
+		return err
+	}
+	if err := r.checkPolicyTarget(s, manager); err != nil {
 		return err
 	}
 	// Safe-DACL gate (DESIGN rule 6, controllers/dacl_gate.go): no key write below under an unsafe DACL.
@@ -54,16 +57,24 @@ func (r *DKMContainerReconciler) reconcileKey(ctx context.Context, s *scope) err
 	}
 
 	var ring *keys.Ring
-	if manager == nil || len(manager.Keys) == 0 {
+	switch {
+	case !s.writer() && (manager == nil || len(manager.Keys) == 0 || manager.Policy == nil || manager.Policy.ActiveKeyID == ""):
+		msg := fmt.Sprintf("%s holds no complete key yet; its owner (%s) creates it, this reader never writes AD",
+			s.obs.Container.DN, s.obj.Status.Owner)
+		markFalse(s.obj, cond, dkmv1.ReasonWaitingForOwner, msg)
+		return stop(dkmv1.ReasonWaitingForOwner)
+	case manager == nil || len(manager.Keys) == 0:
 		ring, manager, err = r.createFirstKey(ctx, s, manager, container, protector)
-	} else {
+	default:
 		ring, err = r.loadRing(ctx, s, manager, container, protector)
 	}
 	if err != nil {
 		return err
 	}
-	if ring, err = r.maintainRing(ctx, s, manager, ring, protector); err != nil {
-		return err
+	if s.writer() {
+		if ring, err = r.maintainRing(ctx, s, manager, ring, protector); err != nil {
+			return err
+		}
 	}
 
 	r.Keys.Set(s.obj, ring)
@@ -75,10 +86,12 @@ func (r *DKMContainerReconciler) reconcileKey(ctx context.Context, s *scope) err
 	return nil
 }
 
-// checkKeyLoss compares the key IDs status remembers with those in AD. A vanished key is
-// KeyLost: nothing is created until a person restores it or acknowledges the loss by naming the
-// lost key's ID in the regenerate annotation.
-func (r *DKMContainerReconciler) checkKeyLoss(s *scope, manager *directory.Manager) error {
+// checkKeyLoss compares the key IDs status remembers with those in AD (manager nil: the
+// container where, or its DC Manager, is gone). A vanished key is KeyLost: nothing is created
+// until a person restores it or acknowledges the loss by naming the lost key's ID in the
+// regenerate annotation. cond is the condition of the phase that found the loss (KeyReady, or
+// ContainerReady when the whole container is gone); Ready carries KeyLost either way.
+func (r *DKMContainerReconciler) checkKeyLoss(s *scope, cond string, manager *directory.Manager, where string) error {
 	present := map[string]bool{}
 	if manager != nil {
 		for _, k := range manager.Keys {
@@ -94,15 +107,16 @@ func (r *DKMContainerReconciler) checkKeyLoss(s *scope, manager *directory.Manag
 	if len(lost) == 0 {
 		return nil
 	}
-	ack := strings.ToLower(strings.TrimSpace(s.obj.Annotations[dkmv1.AnnotationRegenerateLostKey]))
+	ack := regenerateAck(s.obj)
 	if !slices.Contains(lost, ack) {
 		msg := fmt.Sprintf("key %s recorded in status is gone from %s; data encrypted with it needs it back: restore "+
-			"the DC Manager object from an AD backup, or accept the loss and create a new key by annotating this "+
-			"DKMContainer %s=%s", strings.Join(lost, ", "), s.obs.Container.DN, dkmv1.AnnotationRegenerateLostKey, lost[0])
+			"the container or DC Manager object from an AD backup (or the Recycle Bin) to the same DN, or accept the loss "+
+			"and create a new key by annotating this DKMContainer %s=%s", strings.Join(lost, ", "), where,
+			dkmv1.AnnotationRegenerateLostKey, lost[0])
 		if ack != "" {
 			msg += fmt.Sprintf(" (the annotation names %s, which is not a lost key)", ack)
 		}
-		markFalse(s.obj, dkmv1.ConditionKeyReady, dkmv1.ReasonKeyLost, msg)
+		markFalse(s.obj, cond, dkmv1.ReasonKeyLost, msg)
 		r.warn(s.obj, dkmv1.ReasonKeyLost, "LoadKey", msg)
 		return stop(dkmv1.ReasonKeyLost)
 	}
@@ -119,6 +133,35 @@ func (r *DKMContainerReconciler) checkKeyLoss(s *scope, manager *directory.Manag
 	return nil
 }
 
+// checkPolicyTarget: a CryptoPolicy that names a key this identity cannot see (deleted, or
+// hidden by an ACE) is KeyLost too, even when status recorded nothing (a new DKMContainer on an
+// existing path): creating a key and moving CryptoPolicy would regenerate without consent.
+func (r *DKMContainerReconciler) checkPolicyTarget(s *scope, manager *directory.Manager) error {
+	if manager == nil || manager.Policy == nil || manager.Policy.ActiveKeyID == "" {
+		return nil
+	}
+	active := manager.Policy.ActiveKeyID
+	if slices.ContainsFunc(manager.Keys, func(k directory.KeyObject) bool { return strings.EqualFold(k.ID, active) }) {
+		return nil
+	}
+	if regenerateAck(s.obj) == strings.ToLower(active) && s.writer() {
+		r.warn(s.obj, "KeyLossAcknowledged", "RegenerateKey", fmt.Sprintf(
+			"the loss of key %s was acknowledged by annotation %s; a new key replaces it in %s", active, dkmv1.AnnotationRegenerateLostKey, manager.DN))
+		manager.Keys = nil // createFirstKey moves CryptoPolicy from the lost ID to a new key
+		return nil
+	}
+	msg := fmt.Sprintf("CryptoPolicy in %s names key %s, which the bind identity cannot see (deleted, or not readable); "+
+		"data encrypted with it needs it back: restore the key object, or fix its ACEs, or accept the loss by annotating "+
+		"this DKMContainer %s=%s", manager.DN, active, dkmv1.AnnotationRegenerateLostKey, strings.ToLower(active))
+	markFalse(s.obj, dkmv1.ConditionKeyReady, dkmv1.ReasonKeyLost, msg)
+	r.warn(s.obj, dkmv1.ReasonKeyLost, "LoadKey", msg)
+	return stop(dkmv1.ReasonKeyLost)
+}
+
+func regenerateAck(obj *dkmv1.DKMContainer) string {
+	return strings.ToLower(strings.TrimSpace(obj.Annotations[dkmv1.AnnotationRegenerateLostKey]))
+}
+
 func knownKeyIDs(obj *dkmv1.DKMContainer) []string {
 	var ids []string
 	if obj.Status.ActiveKeyID != "" {
@@ -133,26 +176,43 @@ func knownKeyIDs(obj *dkmv1.DKMContainer) []string {
 }
 
 // createFirstKey creates the DC Manager object (if missing) and the first key version, each
-// with its security descriptor in the add request.
+// with its security descriptor and ownership record in the add request. Both names are derived
+// (the DC Manager's from the container's objectGUID, the first key's from the DC Manager's), so
+// writers racing on one DC collide on the same DNs and only one key results.
 func (r *DKMContainerReconciler) createFirstKey(ctx context.Context, s *scope, manager *directory.Manager,
 	container keys.ObjectGUID, p keys.Protector) (*keys.Ring, *directory.Manager, error) {
 	const cond = dkmv1.ConditionKeyReady
+	owner := r.owner(s.obj)
 	if manager == nil {
-		obj, err := s.dir.CreateManager(ctx, s.obs.Container.DN)
+		obj, err := s.dir.CreateManager(ctx, s.obs.Container.DN, keys.ManagerGUID(container).String(), owner)
 		if err != nil {
 			return nil, nil, r.keyWriteFailure(ctx, s, "create the DC Manager object", err)
 		}
 		manager = &directory.Manager{Object: obj}
 		s.obj.Status.KeyObject = objectRef(nil, obj, true)
 	}
-	ring, stored, err := keys.NewRing(container, p, s.now)
+	fromID := ""
+	var ring *keys.Ring
+	var stored keys.StoredKey
+	var err error
+	if manager.Policy != nil && manager.Policy.ActiveKeyID != "" {
+		// A lost key's replacement (acknowledged by annotation): a fresh ID, never the lost one.
+		fromID = manager.Policy.ActiveKeyID
+		ring, stored, err = keys.NewRing(container, p, s.now)
+	} else {
+		mgr, gerr := keys.ObjectGUIDFromBytes(manager.GUID.Bytes())
+		if gerr != nil {
+			return nil, nil, fmt.Errorf("DC Manager %s: %w", manager.DN, gerr)
+		}
+		ring, stored, err = keys.NewRingWithID(container, keys.FirstKeyID(mgr), p, s.now)
+	}
 	if err != nil {
 		return nil, nil, r.failPhase(s, cond, "CreateKey", err)
 	}
-	if _, err := s.dir.AddKey(ctx, manager.DN, stored.ID, stored.Blob); err != nil {
+	if _, err := s.dir.AddKey(ctx, manager.DN, stored.ID, stored.Blob, owner); err != nil {
 		return nil, nil, r.keyWriteFailure(ctx, s, "add the key", err)
 	}
-	if err := s.dir.SetActiveKey(ctx, manager.DN, stored.ID); err != nil {
+	if err := s.dir.SetActiveKey(ctx, manager.DN, fromID, stored.ID, owner); err != nil {
 		return nil, nil, r.keyWriteFailure(ctx, s, "set the active key", err)
 	}
 	r.normal(s.obj, dkmv1.ReasonKeyCreated, "CreateKey", fmt.Sprintf("created key %s (%s) in %s",
@@ -177,9 +237,10 @@ func (r *DKMContainerReconciler) loadRing(ctx context.Context, s *scope, manager
 		// Keys without a CryptoPolicy (an interrupted first run): the newest version is the one
 		// a replica would have been handed last. Point CryptoPolicy at it; nothing is deleted.
 		activeID = manager.Keys[len(manager.Keys)-1].ID
-		if err := s.dir.SetActiveKey(ctx, manager.DN, activeID); err != nil {
+		if err := s.dir.SetActiveKey(ctx, manager.DN, "", activeID, r.owner(s.obj)); err != nil {
 			return nil, r.keyWriteFailure(ctx, s, "set the active key", err)
 		}
+		manager.Policy = &directory.PolicyObject{ActiveKeyID: activeID}
 		r.normal(s.obj, "ActiveKeyAdopted", "LoadKey", fmt.Sprintf("%s had no CryptoPolicy; made the newest key %s active", manager.DN, activeID))
 	}
 	ring, err := keys.LoadRing(container, activeID, stored, p)
@@ -219,10 +280,10 @@ func (r *DKMContainerReconciler) maintainRing(ctx context.Context, s *scope, man
 		}
 		// Key contact first, then CryptoPolicy: an interruption leaves an extra inactive
 		// version, never a policy pointing at nothing.
-		if _, err := s.dir.AddKey(ctx, manager.DN, stored.ID, stored.Blob); err != nil {
+		if _, err := s.dir.AddKey(ctx, manager.DN, stored.ID, stored.Blob, r.owner(s.obj)); err != nil {
 			return nil, r.keyWriteFailure(ctx, s, "add the rotated key", err)
 		}
-		if err := s.dir.SetActiveKey(ctx, manager.DN, stored.ID); err != nil {
+		if err := s.dir.SetActiveKey(ctx, manager.DN, activePolicyValue(manager, ring), stored.ID, r.owner(s.obj)); err != nil {
 			return nil, r.keyWriteFailure(ctx, s, "activate the rotated key", err)
 		}
 		ring = rotated
@@ -232,10 +293,26 @@ func (r *DKMContainerReconciler) maintainRing(ctx context.Context, s *scope, man
 	return ring, nil
 }
 
-// keyWriteFailure explains a failed key write; insufficient access names the missing rights.
+// activePolicyValue is CryptoPolicy's displayName as AD holds it (the compare part of the
+// compare-and-swap), or the ring's active ID when it was not read.
+func activePolicyValue(m *directory.Manager, ring *keys.Ring) string {
+	if m.Policy != nil && m.Policy.ActiveKeyID != "" {
+		return m.Policy.ActiveKeyID
+	}
+	return ring.ActiveID().String()
+}
+
+// keyWriteFailure explains a failed key write; insufficient access names the missing rights,
+// and a write another writer beat (the derived DN exists, CryptoPolicy moved) is retried soon,
+// when the next reconcile reads what that writer made.
 func (r *DKMContainerReconciler) keyWriteFailure(ctx context.Context, s *scope, action string, err error) error {
-	if directory.KindOf(err) == directory.KindInsufficientAccess {
+	switch directory.KindOf(err) {
+	case directory.KindInsufficientAccess:
 		return r.rightsFailure(ctx, s, dkmv1.ConditionKeyReady, s.obs.Container.DN, action, false, err)
+	case directory.KindAlreadyExists, directory.KindConflict:
+		msg := fmt.Sprintf("another writer changed %s first (%s: %v); reading what it wrote", s.obs.Container.DN, action, err)
+		markFalse(s.obj, dkmv1.ConditionKeyReady, dkmv1.ReasonKeyWriteRaced, msg)
+		return fmt.Errorf("%s", msg)
 	}
 	return r.failPhase(s, dkmv1.ConditionKeyReady, "WriteKey", err)
 }

@@ -13,7 +13,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
@@ -292,21 +291,22 @@ func (p *ReplicaProjector) denyPod(obj *dkmv1.DKMContainer, pod *corev1.Pod) {
 	}
 }
 
-// setProjected records ReplicasProjected (and the count, unless negative) and Ready, patching
-// status with optimistic locking: the DKMContainer reconciler writes the other conditions.
+// setProjected records ReplicasProjected (and the count, unless negative), applying the
+// projector's part of status: the DKMContainer reconciler owns the other conditions and Ready.
 func (p *ReplicaProjector) setProjected(ctx context.Context, obj *dkmv1.DKMContainer, status metav1.ConditionStatus, reason, msg string, count int) error {
 	before := obj.DeepCopy()
 	setCondition(obj, dkmv1.ConditionReplicasProjected, status, reason, msg)
 	if count >= 0 {
 		obj.Status.ProjectedReplicas = int32(count)
 	}
-	if meta.FindStatusCondition(obj.Status.Conditions, dkmv1.ConditionReady) != nil {
-		summariseReady(obj)
-	}
 	if statusEqual(before, obj) {
 		return nil
 	}
-	return client.IgnoreNotFound(p.Status().Patch(ctx, obj, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})))
+	part, err := projectorStatus(obj)
+	if err != nil {
+		return err
+	}
+	return client.IgnoreNotFound(applyStatus(ctx, p.Client, obj, ProjectorFieldOwner, part))
 }
 
 // SetupWithManager watches DKMContainers, the pods they select, their labelled Secrets (through

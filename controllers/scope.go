@@ -30,6 +30,8 @@ type scope struct {
 
 	// container
 	obs *directory.Observation
+	// role is read from the container's ownership record: only a writer changes AD.
+	role dkmv1.Role
 	// rightsChecked records that effective rights were read in this reconcile (Adopt).
 	rightsChecked bool
 	rights        directory.Rights

@@ -1,15 +1,23 @@
 package controllers
 
 import (
+	"context"
+	"fmt"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // Options configure the operator's controllers.
 type Options struct {
 	Directories DirectoryFactory
 	Metrics     *Metrics
+	// ClusterID names this cluster in AD ownership records; see ClusterID.
+	ClusterID string
 	// Resync and Retry default to DefaultResync and DefaultRetry.
 	Resync, Retry time.Duration
 	// LockoutRetry defaults to DefaultLockoutRetry: how long after AD reported the bind account
@@ -23,6 +31,15 @@ type Options struct {
 // it returns: the projector serves pods from the keys the reconciler last read from AD. main.go
 // and the envtest suites wire the operator through here, so the tests run what main runs.
 func Setup(mgr ctrl.Manager, opts Options) (*KeyStore, error) {
+	if opts.ClusterID == "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		id, err := ClusterID(ctx, mgr.GetAPIReader())
+		if err != nil {
+			return nil, err
+		}
+		opts.ClusterID = id
+	}
 	store := NewKeyStore()
 	recorder := mgr.GetEventRecorder("dkm-operator")
 	if err := (&DKMContainerReconciler{
@@ -32,6 +49,7 @@ func Setup(mgr ctrl.Manager, opts Options) (*KeyStore, error) {
 		Directories: opts.Directories,
 		Keys:        store,
 		Metrics:     opts.Metrics,
+		ClusterID:   opts.ClusterID,
 		Resync:      opts.Resync,
 		Retry:       opts.Retry,
 
@@ -49,4 +67,22 @@ func Setup(mgr ctrl.Manager, opts Options) (*KeyStore, error) {
 		return nil, err
 	}
 	return store, nil
+}
+
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get,resourceNames=kube-system
+
+// ClusterID is the UID of the kube-system namespace: stable for a cluster's life and different
+// in every cluster, so AD ownership records tell two clusters on one path apart.
+func ClusterID(ctx context.Context, c client.Reader) (string, error) {
+	ns := &corev1.Namespace{}
+	// A fresh API server creates kube-system moments after it starts serving: wait for it.
+	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		err := c.Get(ctx, types.NamespacedName{Name: "kube-system"}, ns)
+		return err == nil, client.IgnoreNotFound(err)
+	})
+	if err != nil {
+		return "", fmt.Errorf("reading the kube-system namespace's UID, this cluster's identity in AD ownership records "+
+			"(grant get on it, or pass --cluster-id): %w", err)
+	}
+	return string(ns.UID), nil
 }

@@ -40,6 +40,12 @@ const (
 	ReasonContainerMissing  = "ContainerMissing"
 	ReasonInsufficientRight = "InsufficientRights"
 	ReasonDirectoryError    = "DirectoryError"
+	// ReasonContainerNotOwned: the container exists without this operator's ownership record
+	// (or with something else in adminDescription); nothing is written until it is claimed.
+	ReasonContainerNotOwned = "ContainerNotOwned"
+	// ReasonNotDKMContainer: spec.path names an object that is not a DKM container (another
+	// class, or a container holding other objects): nothing is written.
+	ReasonNotDKMContainer = "NotDKMContainer"
 
 	// AccessControlled reasons.
 	ReasonDriftRepaired = "DriftRepaired"
@@ -67,6 +73,11 @@ const (
 	ReasonKeyCreated         = "KeyCreated"
 	ReasonKeyRotated         = "KeyRotated"
 	ReasonRegenerateMismatch = "RegenerateMismatch"
+	// ReasonWaitingForOwner: a reader found no key yet; the owner creates it.
+	ReasonWaitingForOwner = "WaitingForOwner"
+	// ReasonKeyWriteRaced: another writer changed the DC Manager or CryptoPolicy first; the
+	// next reconcile reads what it wrote.
+	ReasonKeyWriteRaced = "KeyWriteRaced"
 
 	// ReplicasProjected reasons.
 	ReasonKeysNotLoaded    = "KeysNotLoaded"
@@ -85,4 +96,13 @@ const (
 	// create a new key. It must name the lost key so that it cannot be applied by accident to a
 	// different loss; the operator removes nothing and records the new key in status.
 	AnnotationRegenerateLostKey = "dkm.io/regenerate-lost-key"
+
+	// AnnotationClaim, set to the objectGUID of an existing container that has no ownership
+	// record, lets a Create-mode DKMContainer record itself as its owner and manage it.
+	AnnotationClaim = "dkm.io/claim"
+
+	// AnnotationTakeOwnership, set to the UID of the DKMContainer currently recorded as the
+	// owner (status.owner shows it), moves ownership to this DKMContainer: for when the owner,
+	// or its whole cluster, is gone. The move is a compare-and-swap on the record in AD.
+	AnnotationTakeOwnership = "dkm.io/take-ownership"
 )

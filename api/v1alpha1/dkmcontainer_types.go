@@ -46,6 +46,17 @@ const (
 // +kubebuilder:validation:Enum=Retain;Delete
 type DeletionPolicy string
 
+// Role is a DKMContainer's part in its AD container.
+// +kubebuilder:validation:Enum=Writer;Reader
+type Role string
+
+const (
+	// RoleWriter owns the container (its ownership record is in AD) and alone writes it.
+	RoleWriter Role = "Writer"
+	// RoleReader loads and projects the key of a container another DKMContainer owns.
+	RoleReader Role = "Reader"
+)
+
 const (
 	// DeletionRetain leaves AD untouched: the container and its keys stay.
 	DeletionRetain DeletionPolicy = "Retain"
@@ -274,6 +285,18 @@ type DKMContainerStatus struct {
 	// LastDrift is the last DACL drift seen.
 	// +optional
 	LastDrift *DriftStatus `json:"lastDrift,omitempty"`
+
+	// Role is this DKMContainer's part in its AD container, read from the ownership record in
+	// AD: Writer (it owns the container and alone writes it) or Reader (another DKMContainer,
+	// here or in another cluster, owns it; this one loads the key and projects it, and never
+	// writes AD). Empty until the container was read.
+	// +optional
+	Role Role `json:"role,omitempty"`
+
+	// Owner names the DKMContainer recorded in AD as the container's owner:
+	// "<namespace>/<name> in cluster <kube-system UID> (uid <UID>)".
+	// +optional
+	Owner string `json:"owner,omitempty"`
 }
 
 // DKMContainer is an Active Directory Distributed Key Management container: its DACL, the
@@ -284,6 +307,7 @@ type DKMContainerStatus struct {
 // +kubebuilder:printcolumn:name="Path",type=string,JSONPath=`.spec.path`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Role",type=string,JSONPath=`.status.role`,priority=1
 // +kubebuilder:printcolumn:name="Key",type=string,JSONPath=`.status.activeKeyFingerprint`
 // +kubebuilder:printcolumn:name="Replicas",type=integer,JSONPath=`.status.projectedReplicas`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

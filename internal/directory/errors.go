@@ -50,6 +50,9 @@ const (
 	KindTLS
 	// KindConfig: the Config is unusable (URL scheme, plain LDAP not allowed, ...).
 	KindConfig
+	// KindConflict: a compare-and-swap modify found another value than the one it expected
+	// (another writer changed it first).
+	KindConflict
 )
 
 var kindNames = [...]string{
@@ -66,6 +69,7 @@ var kindNames = [...]string{
 	KindUnknownPrincipal:   "unknown_principal",
 	KindTLS:                "tls",
 	KindConfig:             "config",
+	KindConflict:           "conflict",
 }
 
 // String is a stable snake_case name, usable as a metric label.
@@ -103,6 +107,8 @@ func (k Kind) describe() string {
 		return "TLS certificate verification failed (check caBundleSecretRef and the DC's certificate)"
 	case KindConfig:
 		return "invalid directory configuration"
+	case KindConflict:
+		return "changed by another writer"
 	default:
 		return "directory error"
 	}

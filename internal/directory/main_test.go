@@ -2,6 +2,7 @@ package directory
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"os"
 	"sync"
@@ -117,7 +118,7 @@ func newDKMFixture(t *testing.T) *dkmFixture {
 		t.Fatal(err)
 	}
 	f.dn = ChildDN("CN=System,"+dc.BaseDN, unique("VMMDKM-"))
-	if _, err := f.admin.CreateContainer(ctx, f.dn, f.tmpl); err != nil {
+	if _, err := f.admin.CreateContainer(ctx, f.dn, f.tmpl, testOwner); err != nil {
 		t.Fatalf("CreateContainer: %v", err)
 	}
 	return f
@@ -152,4 +153,19 @@ func rawAddContainer(t *testing.T, dc *testenv.DC, dn, sddl string, a secdesc.Al
 	if err := conn.Add(add); err != nil {
 		t.Fatalf("adding %s: %v", dn, err)
 	}
+}
+
+// testOwner is the ownership record the tests write, as the operator writes its own.
+var testOwner = Owner{Cluster: "test-cluster", Namespace: "test", Name: "dkm", UID: "0000-test-uid"}
+
+// newManagerGUID is a fresh "DC Manager <GUID>" name part (the operator derives it from the
+// container; tests that make several managers in one container need distinct ones).
+func newManagerGUID(t *testing.T) string {
+	t.Helper()
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	g, _ := secdesc.GUIDFromBytes(b[:])
+	return g.String()
 }

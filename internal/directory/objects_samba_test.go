@@ -59,16 +59,16 @@ func TestCreateContainerWithTemplate(t *testing.T) {
 		t.Errorf("a new container has managers: %+v", obs.Managers)
 	}
 
-	if _, err := f.admin.CreateContainer(ctx, f.dn, f.tmpl); !errors.Is(err, ErrAlreadyExists) || KindOf(err) != KindAlreadyExists {
+	if _, err := f.admin.CreateContainer(ctx, f.dn, f.tmpl, testOwner); !errors.Is(err, ErrAlreadyExists) || KindOf(err) != KindAlreadyExists {
 		t.Errorf("creating it again: %v, want ErrAlreadyExists", err)
 	}
 	orphan := "CN=VMMDKM,CN=" + unique("NoSuchParent") + ",CN=System," + f.dc.BaseDN
-	_, err = f.admin.CreateContainer(ctx, orphan, f.tmpl)
+	_, err = f.admin.CreateContainer(ctx, orphan, f.tmpl, testOwner)
 	if !errors.Is(err, ErrParentMissing) || IsTransient(err) {
 		t.Errorf("creating under a missing parent: %v, want ErrParentMissing", err)
 	}
 	t.Logf("parent missing: %v", err)
-	if _, err := f.admin.CreateContainer(ctx, "CN=x,,DC=y", f.tmpl); KindOf(err) != KindInvalidDN {
+	if _, err := f.admin.CreateContainer(ctx, "CN=x,,DC=y", f.tmpl, testOwner); KindOf(err) != KindInvalidDN {
 		t.Errorf("bad DN: %v", err)
 	}
 }
@@ -90,7 +90,7 @@ func assertNoEveryone(t *testing.T, dn string, sd *secdesc.SecurityDescriptor) {
 func TestKeyObjectsAreReadableOnlyThroughTheTemplate(t *testing.T) {
 	f := newDKMFixture(t)
 	ctx := testCtx(t)
-	mgr, err := f.admin.CreateManager(ctx, f.dn)
+	mgr, err := f.admin.CreateManager(ctx, f.dn, newManagerGUID(t), testOwner)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,14 +104,14 @@ func TestKeyObjectsAreReadableOnlyThroughTheTemplate(t *testing.T) {
 	rand.Read(blob)
 	blob[0], blob[1] = 0, '\n' // binary-safe
 	const keyID = "6f1c1d8e-22d5-4a47-b1c4-4a3e2f6d9a10"
-	key, err := f.admin.AddKey(ctx, mgr.DN, keyID, blob)
+	key, err := f.admin.AddKey(ctx, mgr.DN, keyID, blob, testOwner)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if key.ID != keyID || !bytes.Equal(key.Blob, blob) || key.GUID.IsZero() {
 		t.Errorf("AddKey returned %+v", key.Object)
 	}
-	if err := f.admin.SetActiveKey(ctx, mgr.DN, keyID); err != nil {
+	if err := f.admin.SetActiveKey(ctx, mgr.DN, "", keyID, testOwner); err != nil {
 		t.Fatalf("SetActiveKey (create): %v", err)
 	}
 
@@ -173,22 +173,22 @@ func TestKeyObjectsAreReadableOnlyThroughTheTemplate(t *testing.T) {
 	} else {
 		t.Logf("Observe as an ordinary user: %v", err)
 	}
-	if _, err := userClient.AddKey(ctx, mgr.DN, "intruder", []byte("xxxx")); err == nil {
+	if _, err := userClient.AddKey(ctx, mgr.DN, "intruder", []byte("xxxx"), testOwner); err == nil {
 		t.Error("an ordinary user added a key")
 	} else {
 		t.Logf("AddKey as an ordinary user: %v", err)
 	}
 
 	// An existing key is never overwritten.
-	if _, err := f.admin.AddKey(ctx, mgr.DN, keyID, []byte("other bytes")); !errors.Is(err, ErrAlreadyExists) {
+	if _, err := f.admin.AddKey(ctx, mgr.DN, keyID, []byte("other bytes"), testOwner); !errors.Is(err, ErrAlreadyExists) {
 		t.Errorf("adding the key again: %v, want ErrAlreadyExists", err)
 	}
 	// Rotation: a second key and the policy moved to it (the modify path of SetActiveKey).
 	const key2 = "0a8e2f6b-5c4d-4e3f-8a2b-1c0d9e8f7a6b"
-	if _, err := f.admin.AddKey(ctx, mgr.DN, key2, []byte("second key blob")); err != nil {
+	if _, err := f.admin.AddKey(ctx, mgr.DN, key2, []byte("second key blob"), testOwner); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.admin.SetActiveKey(ctx, mgr.DN, key2); err != nil {
+	if err := f.admin.SetActiveKey(ctx, mgr.DN, keyID, key2, testOwner); err != nil {
 		t.Fatalf("SetActiveKey (modify): %v", err)
 	}
 	newBlob := []byte("re-wrapped first key")
@@ -209,7 +209,7 @@ func TestKeyObjectsAreReadableOnlyThroughTheTemplate(t *testing.T) {
 			t.Errorf("key %s blob = %q", k.ID, k.Blob)
 		}
 	}
-	if _, err := f.admin.AddKey(ctx, mgr.DN, "cryptopolicy", []byte("xxxx")); KindOf(err) != KindConstraint {
+	if _, err := f.admin.AddKey(ctx, mgr.DN, "cryptopolicy", []byte("xxxx"), testOwner); KindOf(err) != KindConstraint {
 		t.Errorf("a key named like the policy: %v", err)
 	}
 }
@@ -258,14 +258,14 @@ func TestAdoptEffectiveRights(t *testing.T) {
 				return
 			}
 			// The delegation is real: the non-admin account can build the DKM objects.
-			mgr, err := c.CreateManager(ctx, dn)
+			mgr, err := c.CreateManager(ctx, dn, newManagerGUID(t), testOwner)
 			if err != nil {
 				t.Fatalf("CreateManager as the delegated account: %v", err)
 			}
-			if _, err := c.AddKey(ctx, mgr.DN, "k1", []byte("delegated key")); err != nil {
+			if _, err := c.AddKey(ctx, mgr.DN, "k1", []byte("delegated key"), testOwner); err != nil {
 				t.Fatalf("AddKey as the delegated account: %v", err)
 			}
-			if err := c.SetActiveKey(ctx, mgr.DN, "k1"); err != nil {
+			if err := c.SetActiveKey(ctx, mgr.DN, "", "k1", testOwner); err != nil {
 				t.Fatalf("SetActiveKey as the delegated account: %v", err)
 			}
 		})
@@ -354,16 +354,16 @@ func TestTamperingIsDetectedAndRepaired(t *testing.T) {
 func TestObserveIsOneSearch(t *testing.T) {
 	f := newDKMFixture(t)
 	ctx := testCtx(t)
-	mgr, err := f.admin.CreateManager(ctx, f.dn)
+	mgr, err := f.admin.CreateManager(ctx, f.dn, newManagerGUID(t), testOwner)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"k1", "k2", "k3"} {
-		if _, err := f.admin.AddKey(ctx, mgr.DN, id, []byte("blob of "+id)); err != nil {
+		if _, err := f.admin.AddKey(ctx, mgr.DN, id, []byte("blob of "+id), testOwner); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := f.admin.SetActiveKey(ctx, mgr.DN, "k3"); err != nil {
+	if err := f.admin.SetActiveKey(ctx, mgr.DN, "", "k3", testOwner); err != nil {
 		t.Fatal(err)
 	}
 	missing := ChildDN("CN=System,"+f.dc.BaseDN, unique("Missing-"))
@@ -408,16 +408,16 @@ func TestDeleteTree(t *testing.T) {
 			f := newDKMFixture(t)
 			ctx := testCtx(t)
 			f.admin.noTreeDelete = !tc.treeDelete
-			mgr, err := f.admin.CreateManager(ctx, f.dn)
+			mgr, err := f.admin.CreateManager(ctx, f.dn, newManagerGUID(t), testOwner)
 			if err != nil {
 				t.Fatal(err)
 			}
 			for _, id := range []string{"k1", "k2"} {
-				if _, err := f.admin.AddKey(ctx, mgr.DN, id, []byte("blob")); err != nil {
+				if _, err := f.admin.AddKey(ctx, mgr.DN, id, []byte("blob"), testOwner); err != nil {
 					t.Fatal(err)
 				}
 			}
-			if err := f.admin.SetActiveKey(ctx, mgr.DN, "k2"); err != nil {
+			if err := f.admin.SetActiveKey(ctx, mgr.DN, "", "k2", testOwner); err != nil {
 				t.Fatal(err)
 			}
 			before := f.admin.Ops()

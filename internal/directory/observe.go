@@ -29,6 +29,10 @@ type Observation struct {
 	// Managers has one entry per "DC Manager <GUID>" child, oldest first. There should be
 	// one; the caller decides what several mean.
 	Managers []Manager
+	// Foreign lists the DNs below the container that are not DKM objects (a DC Manager and the
+	// contacts in it). A DKM container holds nothing else, so any entry here means spec.path
+	// names some other container (a typo such as CN=System): the operator must not claim it.
+	Foreign []string
 }
 
 // Object is what every observed object carries.
@@ -40,7 +44,23 @@ type Object struct {
 	// SD holds the DACL only (read with SD flags 0x4); nil when the bound identity cannot
 	// read it (no READ_CONTROL).
 	SD *secdesc.SecurityDescriptor
+	// Classes is objectClass, most general first (top, ..., the structural class).
+	Classes []string
+	// OwnerRecord is the raw adminDescription; Owner is set when it is a valid ownership record.
+	OwnerRecord string
+	Owner       *Owner
 }
+
+// Class is the object's structural class (the last objectClass value AD returns).
+func (o Object) Class() string {
+	if len(o.Classes) == 0 {
+		return ""
+	}
+	return o.Classes[len(o.Classes)-1]
+}
+
+// OwnedBy reports whether the object carries owner's record.
+func (o Object) OwnedBy(owner Owner) bool { return o.Owner != nil && o.Owner.Equal(owner) }
 
 // Manager is a "DC Manager <GUID>" container and the contacts in it.
 type Manager struct {
@@ -64,7 +84,7 @@ type KeyObject struct {
 
 var observeAttrs = []string{
 	"nTSecurityDescriptor", "objectGUID", "uSNChanged", "whenCreated", "objectClass",
-	"name", "displayName", "l", "thumbnailPhoto",
+	"name", "displayName", "l", "thumbnailPhoto", OwnerAttribute,
 }
 
 // Observe reads the container, its DC Manager children and their contacts with exactly one
@@ -136,30 +156,29 @@ func buildObservation(base *ldap.DN, containerDN string, entries []*ldap.Entry) 
 		}
 	}
 	for _, p := range all {
-		if !hasClass(p.entry, "contact") {
+		i := managerOf(p.dn, mgrDNs)
+		switch {
+		case i == isManager:
+			continue
+		case i == notInManager || !hasClass(p.entry, "contact"):
+			obs.Foreign = append(obs.Foreign, p.entry.DN)
 			continue
 		}
-		for i, m := range mgrDNs {
-			if !isChildOf(p.dn, m) {
-				continue
-			}
-			obj, err := objectOf(p.entry)
-			if err != nil {
-				return nil, err
-			}
-			mgr := &obs.Managers[i]
-			cn := rdnValue(p.dn)
-			if strings.EqualFold(cn, PolicyName) {
-				mgr.Policy = &PolicyObject{Object: obj, ActiveKeyID: attrValue(p.entry, "displayName")}
-				break
-			}
-			id := attrValue(p.entry, "l")
-			if id == "" {
-				id = cn
-			}
-			mgr.Keys = append(mgr.Keys, KeyObject{Object: obj, ID: id, Blob: rawAttr(p.entry, "thumbnailPhoto")})
-			break
+		obj, err := objectOf(p.entry)
+		if err != nil {
+			return nil, err
 		}
+		mgr := &obs.Managers[i]
+		cn := rdnValue(p.dn)
+		if strings.EqualFold(cn, PolicyName) {
+			mgr.Policy = &PolicyObject{Object: obj, ActiveKeyID: attrValue(p.entry, "displayName")}
+			continue
+		}
+		id := attrValue(p.entry, "l")
+		if id == "" {
+			id = cn
+		}
+		mgr.Keys = append(mgr.Keys, KeyObject{Object: obj, ID: id, Blob: rawAttr(p.entry, "thumbnailPhoto")})
 	}
 	slices.SortFunc(obs.Managers, func(a, b Manager) int {
 		return cmp.Or(a.Created.Compare(b.Created), strings.Compare(a.DN, b.DN))
@@ -170,6 +189,25 @@ func buildObservation(base *ldap.DN, containerDN string, entries []*ldap.Entry) 
 		})
 	}
 	return obs, nil
+}
+
+const (
+	isManager    = -2
+	notInManager = -1
+)
+
+// managerOf says where dn sits: the index of the manager it is a direct child of, isManager when
+// it is one of the managers, notInManager otherwise.
+func managerOf(dn *ldap.DN, managers []*ldap.DN) int {
+	for i, m := range managers {
+		if dn.EqualFold(m) {
+			return isManager
+		}
+		if isChildOf(dn, m) {
+			return i
+		}
+	}
+	return notInManager
 }
 
 // objectOf decodes the attributes every object carries. Absent attributes stay zero (an
@@ -198,6 +236,12 @@ func objectOf(e *ldap.Entry) (Object, error) {
 	if raw := rawAttr(e, "nTSecurityDescriptor"); raw != nil {
 		if obj.SD, err = secdesc.ParseDescriptor(raw); err != nil {
 			return bad("nTSecurityDescriptor", err)
+		}
+	}
+	obj.Classes = attrValues(e, "objectClass")
+	if obj.OwnerRecord = attrValue(e, OwnerAttribute); obj.OwnerRecord != "" {
+		if owner, err := ParseOwner(obj.OwnerRecord); err == nil {
+			obj.Owner = &owner
 		}
 	}
 	return obj, nil

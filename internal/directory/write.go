@@ -3,7 +3,6 @@ package directory
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"slices"
@@ -16,9 +15,9 @@ import (
 // CreateContainer adds dn as a container whose nTSecurityDescriptor is sd, in the add request
 // itself, so the object never exists with any other DACL. It returns the object as read back.
 // A missing parent is KindParentMissing (ErrParentMissing); an existing object is
-// KindAlreadyExists (ErrAlreadyExists).
-func (c *Client) CreateContainer(ctx context.Context, dn string, sd *secdesc.SecurityDescriptor) (Object, error) {
-	if err := c.addWithSD(ctx, dn, "container", sd, nil); err != nil {
+// KindAlreadyExists (ErrAlreadyExists). owner's record is written in the same add.
+func (c *Client) CreateContainer(ctx context.Context, dn string, sd *secdesc.SecurityDescriptor, owner Owner) (Object, error) {
+	if err := c.addWithSD(ctx, dn, "container", sd, owner, nil); err != nil {
 		return Object{}, err
 	}
 	return c.readObject(ctx, dn)
@@ -40,25 +39,22 @@ func (c *Client) ReplaceDACL(ctx context.Context, dn string, sd *secdesc.Securit
 	return c.run(ctx, "modify", dn, false, nil, func(conn *ldap.Conn) error { return conn.Modify(req) })
 }
 
-// CreateManager adds "CN=DC Manager <new random GUID>" (a container) under containerDN with
-// secdesc.ChildDescriptor() in the add, so it carries only the ACEs inherited from the
-// container.
-func (c *Client) CreateManager(ctx context.Context, containerDN string) (Object, error) {
-	id, err := randomGUID()
-	if err != nil {
-		return Object{}, &Error{Op: "add", DN: containerDN, Kind: KindOther, Err: err}
-	}
-	dn := ChildDN(containerDN, ManagerPrefix+id.String())
-	if err := c.addWithSD(ctx, dn, "container", secdesc.ChildDescriptor(), nil); err != nil {
+// CreateManager adds "CN=DC Manager <managerGUID>" (a container) under containerDN with
+// secdesc.ChildDescriptor() and owner's record in the add, so it carries only the ACEs inherited
+// from the container. The caller derives managerGUID from the container (keys.ManagerGUID), so
+// a second writer's add fails with KindAlreadyExists instead of making a second DC Manager.
+func (c *Client) CreateManager(ctx context.Context, containerDN, managerGUID string, owner Owner) (Object, error) {
+	dn := ChildDN(containerDN, ManagerPrefix+managerGUID)
+	if err := c.addWithSD(ctx, dn, "container", secdesc.ChildDescriptor(), owner, nil); err != nil {
 		return Object{}, err
 	}
 	return c.readObject(ctx, dn)
 }
 
 // AddKey adds the key contact CN=<keyID> (l = keyID, thumbnailPhoto = blob) under managerDN,
-// with secdesc.ChildDescriptor() in the add. An existing key is never overwritten: it is
-// KindAlreadyExists.
-func (c *Client) AddKey(ctx context.Context, managerDN, keyID string, blob []byte) (KeyObject, error) {
+// with secdesc.ChildDescriptor() and owner's record in the add. An existing key is never
+// overwritten: it is KindAlreadyExists.
+func (c *Client) AddKey(ctx context.Context, managerDN, keyID string, blob []byte, owner Owner) (KeyObject, error) {
 	dn := ChildDN(managerDN, keyID)
 	switch {
 	case keyID == "":
@@ -69,7 +65,7 @@ func (c *Client) AddKey(ctx context.Context, managerDN, keyID string, blob []byt
 		return KeyObject{}, &Error{Op: "add", DN: dn, Kind: KindConstraint, Err: errors.New("empty key blob")}
 	}
 	attrs := map[string][]string{"l": {keyID}, "thumbnailPhoto": {string(blob)}}
-	if err := c.addWithSD(ctx, dn, "contact", secdesc.ChildDescriptor(), attrs, blob); err != nil {
+	if err := c.addWithSD(ctx, dn, "contact", secdesc.ChildDescriptor(), owner, attrs, blob); err != nil {
 		return KeyObject{}, err
 	}
 	obj, err := c.readObject(ctx, dn)
@@ -79,26 +75,51 @@ func (c *Client) AddKey(ctx context.Context, managerDN, keyID string, blob []byt
 	return KeyObject{Object: obj, ID: keyID, Blob: slices.Clone(blob)}, nil
 }
 
-// SetActiveKey points the manager's CryptoPolicy contact at keyID (its displayName), creating
-// the contact (with secdesc.ChildDescriptor() in the add) when it does not exist yet.
-func (c *Client) SetActiveKey(ctx context.Context, managerDN, keyID string) error {
-	if keyID == "" {
+// SetActiveKey moves the manager's CryptoPolicy contact (its displayName) from fromID to toID
+// as a compare-and-swap, never a blind replace: with fromID empty it adds the contact (with
+// secdesc.ChildDescriptor() and owner's record), which fails with KindAlreadyExists when another
+// writer added it first; otherwise one modify deletes the value fromID and adds toID, which AD
+// applies atomically or refuses (KindConflict) when displayName no longer is fromID.
+func (c *Client) SetActiveKey(ctx context.Context, managerDN, fromID, toID string, owner Owner) error {
+	if toID == "" {
 		return &Error{Op: "modify", DN: managerDN, Kind: KindConstraint, Err: errors.New("empty key ID")}
 	}
 	dn := ChildDN(managerDN, PolicyName)
-	modify := func() error {
-		req := ldap.NewModifyRequest(dn, nil)
-		req.Replace("displayName", []string{keyID})
-		return c.run(ctx, "modify", dn, false, nil, func(conn *ldap.Conn) error { return conn.Modify(req) })
+	if fromID == "" {
+		return c.addWithSD(ctx, dn, "contact", secdesc.ChildDescriptor(), owner, map[string][]string{"displayName": {toID}})
 	}
-	// The contact usually exists (it is created once, then rotated): modify first.
-	err := modify()
-	if !errors.Is(err, ErrNoSuchObject) {
-		return err
+	return c.swapValue(ctx, dn, "displayName", fromID, toID)
+}
+
+// SetOwner moves dn's ownership record from the raw value from (empty: the object has none) to
+// to, as a compare-and-swap like SetActiveKey: it fails with KindConflict (or
+// KindAlreadyExists) when the record is no longer from.
+func (c *Client) SetOwner(ctx context.Context, dn, from string, to Owner) error {
+	if err := to.Validate(); err != nil {
+		return &Error{Op: "modify", DN: dn, Kind: KindConstraint, Err: err}
 	}
-	err = c.addWithSD(ctx, dn, "contact", secdesc.ChildDescriptor(), map[string][]string{"displayName": {keyID}})
-	if errors.Is(err, ErrAlreadyExists) {
-		return modify() // someone else created it in between
+	return c.swapValue(ctx, dn, OwnerAttribute, from, to.String())
+}
+
+// swapValue replaces attr's value from with to in one modify (delete the old value, add the new
+// one); from empty adds to and fails when the attribute already has a value.
+func (c *Client) swapValue(ctx context.Context, dn, attr, from, to string) error {
+	if err := ValidateDN(dn); err != nil {
+		return &Error{Op: "modify", DN: dn, Kind: KindInvalidDN, Err: err}
+	}
+	req := ldap.NewModifyRequest(dn, nil)
+	if from != "" {
+		req.Delete(attr, []string{from})
+	}
+	req.Add(attr, []string{to})
+	err := c.run(ctx, "modify", dn, false, nil, func(conn *ldap.Conn) error { return conn.Modify(req) })
+	var e *Error
+	if errors.As(err, &e) && e.Kind == KindConstraint {
+		switch e.Code {
+		case ldap.LDAPResultNoSuchAttribute, ldap.LDAPResultConstraintViolation, ldap.LDAPResultAttributeOrValueExists:
+			// The old value is gone, or a value is there that we did not expect: someone else won.
+			e.Kind = KindConflict
+		}
 	}
 	return err
 }
@@ -167,15 +188,74 @@ func (c *Client) DeleteTree(ctx context.Context, dn string) error {
 	return nil
 }
 
+// DeleteOwned deletes what owner created at and below the object whose objectGUID is root:
+// every object whose record names owner with origin created, deepest first, each addressed by
+// its objectGUID (<GUID=...>), so an object renamed or replaced since it was read is never
+// deleted through a stale DN. Objects without that record (a person's, another owner's, or one
+// owner merely claimed) are left, and so are their ancestors; left lists them. A root that no
+// longer exists is not an error.
+func (c *Client) DeleteOwned(ctx context.Context, root secdesc.GUID, owner Owner) (left []string, err error) {
+	base := "<GUID=" + root.String() + ">"
+	res, err := c.search(ctx, ldap.NewSearchRequest(base, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
+		"(objectClass=*)", []string{"objectGUID", OwnerAttribute}, nil))
+	if errors.Is(err, ErrNoSuchObject) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	type item struct {
+		dn    string
+		guid  secdesc.GUID
+		depth int
+		owned bool
+	}
+	var items []item
+	for _, entry := range res.Entries {
+		parsed, perr := ParseDN(entry.DN)
+		if perr != nil {
+			return nil, &Error{Op: "delete", DN: entry.DN, Kind: KindOther, Err: perr}
+		}
+		it := item{dn: entry.DN, depth: len(parsed.RDNs)}
+		if it.guid, perr = secdesc.GUIDFromBytes(rawAttr(entry, "objectGUID")); perr != nil {
+			return nil, &Error{Op: "delete", DN: entry.DN, Kind: KindInsufficientAccess, Err: fmt.Errorf("objectGUID unreadable: %w", perr)}
+		}
+		rec, perr := ParseOwner(attrValue(entry, OwnerAttribute))
+		it.owned = perr == nil && rec.Equal(owner) && !rec.Claimed
+		items = append(items, it)
+	}
+	slices.SortFunc(items, func(a, b item) int { return cmp.Compare(b.depth, a.depth) })
+	for _, it := range items {
+		if !it.owned {
+			left = append(left, it.dn)
+			continue
+		}
+		req := ldap.NewDelRequest("<GUID="+it.guid.String()+">", nil)
+		err := c.run(ctx, "delete", it.dn, false, nil, func(conn *ldap.Conn) error { return conn.Del(req) })
+		switch {
+		case err == nil, errors.Is(err, ErrNoSuchObject):
+		case KindOf(err) == KindConstraint: // notAllowedOnNonLeaf: something left inside it
+			left = append(left, it.dn)
+		default:
+			return left, err
+		}
+	}
+	return left, nil
+}
+
 // addWithSD adds dn with the given structural class and nTSecurityDescriptor in the same
 // request. secrets are redacted from any error the server returns.
-func (c *Client) addWithSD(ctx context.Context, dn, class string, sd *secdesc.SecurityDescriptor, attrs map[string][]string, secrets ...[]byte) error {
+func (c *Client) addWithSD(ctx context.Context, dn, class string, sd *secdesc.SecurityDescriptor, owner Owner, attrs map[string][]string, secrets ...[]byte) error {
 	if err := ValidateDN(dn); err != nil {
 		return &Error{Op: "add", DN: dn, Kind: KindInvalidDN, Err: err}
 	}
 	if sd == nil {
 		// Never let AD apply the class default (which grants Authenticated Users read).
 		return &Error{Op: "add", DN: dn, Kind: KindOther, Err: errors.New("no security descriptor for the new object")}
+	}
+	if err := owner.Validate(); err != nil {
+		// Every object the operator makes carries its record: an object without one is not ours.
+		return &Error{Op: "add", DN: dn, Kind: KindOther, Err: err}
 	}
 	raw, err := sd.MarshalBinary()
 	if err != nil {
@@ -184,6 +264,7 @@ func (c *Client) addWithSD(ctx context.Context, dn, class string, sd *secdesc.Se
 	req := ldap.NewAddRequest(dn, nil)
 	req.Attribute("objectClass", []string{class})
 	req.Attribute("nTSecurityDescriptor", []string{string(raw)})
+	req.Attribute(OwnerAttribute, []string{owner.String()})
 	names := make([]string, 0, len(attrs))
 	for name := range attrs {
 		names = append(names, name)
@@ -198,7 +279,7 @@ func (c *Client) addWithSD(ctx context.Context, dn, class string, sd *secdesc.Se
 // readObject reads back one object's common attributes (DACL only).
 func (c *Client) readObject(ctx context.Context, dn string) (Object, error) {
 	req := ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false, "(objectClass=*)",
-		[]string{"nTSecurityDescriptor", "objectGUID", "uSNChanged", "whenCreated"}, []ldap.Control{sdFlagsDACL()})
+		[]string{"nTSecurityDescriptor", "objectGUID", "uSNChanged", "whenCreated", "objectClass", OwnerAttribute}, []ldap.Control{sdFlagsDACL()})
 	res, err := c.search(ctx, req)
 	if err != nil {
 		return Object{}, err
@@ -207,15 +288,4 @@ func (c *Client) readObject(ctx context.Context, dn string) (Object, error) {
 		return Object{}, &Error{Op: "search", DN: dn, Kind: KindNoSuchObject, Err: fmt.Errorf("%d entries", len(res.Entries))}
 	}
 	return objectOf(res.Entries[0])
-}
-
-// randomGUID returns a random version-4 GUID.
-func randomGUID() (secdesc.GUID, error) {
-	var g secdesc.GUID
-	if _, err := rand.Read(g[:]); err != nil {
-		return g, fmt.Errorf("generating a GUID: %w", err)
-	}
-	g[6] = g[6]&0x0f | 0x40
-	g[8] = g[8]&0x3f | 0x80
-	return g, nil
 }

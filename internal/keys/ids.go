@@ -2,6 +2,7 @@ package keys
 
 import (
 	"crypto/rand"
+	"crypto/sha1"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -29,6 +30,38 @@ func newKeyID(random io.Reader) (KeyID, error) {
 	id[6] = id[6]&0x0f | 0x40 // version 4
 	id[8] = id[8]&0x3f | 0x80 // RFC 9562 variant
 	return id, nil
+}
+
+// FirstKeyID derives the ID of a container's first key from its DC Manager's objectGUID: a
+// name-based (version 5, SHA-1) GUID, so every writer that creates the first key under the same
+// DC Manager picks the same ID and AD lets only one of them add it. Later versions are random.
+func FirstKeyID(manager ObjectGUID) KeyID {
+	return nameBasedID(firstKeyNamespace, manager[:])
+}
+
+// ManagerGUID derives the GUID of a container's "DC Manager <GUID>" object name from the
+// container's objectGUID, so writers racing to create it on one DC collide on one DN: the second
+// add fails with entryAlreadyExists and its writer adopts the first's object.
+func ManagerGUID(container ObjectGUID) KeyID {
+	return nameBasedID(managerNamespace, container[:])
+}
+
+// managerNamespace is the name-space GUID of ManagerGUID (itself random, fixed forever).
+var managerNamespace = [16]byte{0xa7, 0x31, 0x9e, 0x04, 0x6c, 0x52, 0x4b, 0x1d, 0x8e, 0x60, 0xf3, 0x2b, 0x95, 0xc8, 0x17, 0x4a}
+
+// firstKeyNamespace is the name-space GUID of FirstKeyID (itself random, fixed forever).
+var firstKeyNamespace = [16]byte{0x5b, 0x0e, 0x2c, 0x8a, 0x41, 0x7d, 0x4e, 0x93, 0x9c, 0x1f, 0x6a, 0x35, 0xd2, 0x84, 0x07, 0xe1}
+
+// nameBasedID is RFC 9562's version-5 GUID of name in namespace.
+func nameBasedID(namespace [16]byte, name []byte) KeyID {
+	h := sha1.New()
+	h.Write(namespace[:])
+	h.Write(name)
+	var id KeyID
+	copy(id[:], h.Sum(nil))
+	id[6] = id[6]&0x0f | 0x50 // version 5
+	id[8] = id[8]&0x3f | 0x80 // RFC 9562 variant
+	return id
 }
 
 // ParseKeyID parses a GUID in canonical text form. Upper and lower case are

@@ -145,13 +145,29 @@ func (s randomSource) keyID() (KeyID, error) {
 	return newKeyID(s.r)
 }
 
-func (r *Ring) rotate(p Protector, now time.Time, random randomSource) (*Ring, StoredKey, error) {
-	if r.container.IsZero() {
-		return nil, StoredKey{}, fmt.Errorf("creating key version: %w: no container objectGUID", ErrUnbound)
+// NewRingWithID is NewRing with the first key's ID chosen by the caller. The operator names a
+// container's first key after its DC Manager object (FirstKeyID), so two writers racing to create
+// it collide on the same key object in AD instead of leaving two keys.
+func NewRingWithID(container ObjectGUID, id KeyID, p Protector, now time.Time) (*Ring, StoredKey, error) {
+	if id.IsZero() {
+		return nil, StoredKey{}, fmt.Errorf("creating key version: %w", ErrInvalidKeyID)
 	}
+	empty := &Ring{container: container}
+	return empty.addVersion(id, p, now, randomSource{})
+}
+
+func (r *Ring) rotate(p Protector, now time.Time, random randomSource) (*Ring, StoredKey, error) {
 	id, err := r.unusedKeyID(random)
 	if err != nil {
 		return nil, StoredKey{}, err
+	}
+	return r.addVersion(id, p, now, random)
+}
+
+// addVersion seals fresh key material under id and returns the ring with it active.
+func (r *Ring) addVersion(id KeyID, p Protector, now time.Time, random randomSource) (*Ring, StoredKey, error) {
+	if r.container.IsZero() {
+		return nil, StoredKey{}, fmt.Errorf("creating key version: %w: no container objectGUID", ErrUnbound)
 	}
 	m, err := random.material()
 	if err != nil {

@@ -224,13 +224,27 @@ func generatedRules(t testing.TB) []rbacv1.PolicyRule {
 
 // namespaceRules are what a watched namespace needs: the generated rules less the Lease rule
 // (leader election has its own Role) and less the rules on cluster-scoped objects, which a Role
-// cannot grant: admission objects, TokenReviews and SubjectAccessReviews.
+// cannot grant: admission objects, TokenReviews and SubjectAccessReviews, and the kube-system
+// namespace (the cluster's identity).
 func namespaceRules(t testing.TB) []rbacv1.PolicyRule {
 	t.Helper()
 	return slices.DeleteFunc(generatedRules(t), func(r rbacv1.PolicyRule) bool {
 		return slices.Contains(r.APIGroups, "coordination.k8s.io") || slices.Contains(r.APIGroups, "admissionregistration.k8s.io") ||
-			isMetricsAuthRule(r)
+			isMetricsAuthRule(r) || isClusterIdentityRule(r)
 	})
+}
+
+// isClusterIdentityRule: get on the kube-system namespace, whose UID names this cluster in the
+// ownership records the operator writes to AD.
+func isClusterIdentityRule(r rbacv1.PolicyRule) bool {
+	return slices.Contains(r.APIGroups, "") && slices.Contains(r.Resources, "namespaces")
+}
+
+// clusterIdentityRules are the generated rules for the cluster's identity: what namespaced mode
+// must still grant cluster-wide.
+func clusterIdentityRules(t testing.TB) []rbacv1.PolicyRule {
+	t.Helper()
+	return slices.DeleteFunc(generatedRules(t), func(r rbacv1.PolicyRule) bool { return !isClusterIdentityRule(r) })
 }
 
 func assertRules(t testing.TB, what string, got, want []rbacv1.PolicyRule) {

@@ -72,11 +72,17 @@ func TestKustomizeNamespaced(t *testing.T) {
 	// secure metrics endpoint's (TestKustomizeSecureMetrics).
 	for _, u := range objs.ofKind("ClusterRole") {
 		for _, r := range typed[rbacv1.ClusterRole](t, u).Rules {
-			if !slices.Equal(r.APIGroups, []string{admissionGroup}) && !isMetricsAuthRule(r) && !allowsURL([]rbacv1.PolicyRule{r}, "get", "/metrics") {
-				t.Errorf("namespaced mode: ClusterRole %s grants %v beyond the webhook's and the metrics endpoint's rules", u.GetName(), r)
+			if !slices.Equal(r.APIGroups, []string{admissionGroup}) && !isMetricsAuthRule(r) && !allowsURL([]rbacv1.PolicyRule{r}, "get", "/metrics") &&
+				!isClusterIdentityRule(r) {
+				t.Errorf("namespaced mode: ClusterRole %s grants %v beyond the webhook's, the metrics endpoint's and the cluster identity's rules", u.GetName(), r)
 			}
 		}
 	}
+	identity := objs.get("ClusterRole", "", "dkm-operator-cluster-identity-role")
+	if identity == nil {
+		t.Fatalf("namespaced mode: no ClusterRole dkm-operator-cluster-identity-role: %v", objs.names())
+	}
+	assertRules(t, "ClusterRole dkm-operator-cluster-identity-role", typed[rbacv1.ClusterRole](t, identity).Rules, clusterIdentityRules(t))
 	manager := assertManager(t, objs.get("Deployment", operatorNS, "dkm-operator-controller-manager"), "dkm-operator:latest")
 	if !slices.Contains(manager.Spec.Template.Spec.Containers[0].Args, "--namespaces=vmm") {
 		t.Errorf("args %v lack --namespaces=vmm", manager.Spec.Template.Spec.Containers[0].Args)

@@ -81,6 +81,24 @@ The operator's rules, from files/rbac/role.yaml: a copy of the ClusterRole that
 {{- end }}
 
 {{/* Whether a generated rule is one of the secure metrics endpoint's (TokenReviews, SubjectAccessReviews). */}}
+{{/*
+The rule that reads the kube-system namespace, the cluster's identity in AD ownership records:
+cluster-scoped, so namespaced mode grants it through a ClusterRole of its own.
+*/}}
+{{- define "dkm-operator.isClusterIdentityRule" -}}
+{{- if and (has "" .apiGroups) (has "namespaces" .resources) }}true{{ end }}
+{{- end }}
+
+{{- define "dkm-operator.clusterIdentityRules" -}}
+{{- $rules := list }}
+{{- range (include "dkm-operator.generatedRules" . | fromYamlArray) }}
+{{- if include "dkm-operator.isClusterIdentityRule" . }}
+{{- $rules = append $rules . }}
+{{- end }}
+{{- end }}
+{{- toYaml $rules }}
+{{- end }}
+
 {{- define "dkm-operator.isMetricsAuthRule" -}}
 {{- if or (has "authentication.k8s.io" .apiGroups) (has "authorization.k8s.io" .apiGroups) }}true{{ end }}
 {{- end }}
@@ -145,7 +163,7 @@ TokenReviews and SubjectAccessReviews (the metrics endpoint's ClusterRole has th
 {{- define "dkm-operator.namespaceRules" -}}
 {{- $rules := list }}
 {{- range (include "dkm-operator.generatedRules" . | fromYamlArray) }}
-{{- if not (or (has "coordination.k8s.io" .apiGroups) (has "admissionregistration.k8s.io" .apiGroups) (include "dkm-operator.isMetricsAuthRule" .)) }}
+{{- if not (or (has "coordination.k8s.io" .apiGroups) (has "admissionregistration.k8s.io" .apiGroups) (include "dkm-operator.isMetricsAuthRule" .) (include "dkm-operator.isClusterIdentityRule" .)) }}
 {{- $rules = append $rules . }}
 {{- end }}
 {{- end }}
