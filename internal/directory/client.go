@@ -50,8 +50,6 @@ type Client struct {
 	domain   *Domain
 
 	principals principalCache
-
-	noTreeDelete bool // tests: exercise DeleteTree's child-by-child path
 }
 
 // OpCounts counts the LDAP operations a Client sent, by op: dial, starttls, bind, search,

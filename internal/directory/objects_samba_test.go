@@ -395,49 +395,6 @@ func TestObserveIsOneSearch(t *testing.T) {
 	}
 }
 
-func TestDeleteTree(t *testing.T) {
-	for _, tc := range []struct {
-		name        string
-		treeDelete  bool
-		wantDeletes int
-	}{
-		{"tree-delete control", true, 1},
-		{"child by child", false, 5},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			f := newDKMFixture(t)
-			ctx := testCtx(t)
-			f.admin.noTreeDelete = !tc.treeDelete
-			mgr, err := f.admin.CreateManager(ctx, f.dn, newManagerGUID(t), testOwner)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, id := range []string{"k1", "k2"} {
-				if _, err := f.admin.AddKey(ctx, mgr.DN, id, []byte("blob"), testOwner); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := f.admin.SetActiveKey(ctx, mgr.DN, "", "k2", testOwner); err != nil {
-				t.Fatal(err)
-			}
-			before := f.admin.Ops()
-			if err := f.admin.DeleteTree(ctx, f.dn); err != nil {
-				t.Fatal(err)
-			}
-			if n := f.admin.Ops()["delete"] - before["delete"]; n != tc.wantDeletes {
-				t.Errorf("%d delete operations, want %d", n, tc.wantDeletes)
-			}
-			obs, err := f.admin.Observe(ctx, f.dn)
-			if err != nil || obs.Exists {
-				t.Fatalf("after DeleteTree: %+v, %v", obs, err)
-			}
-			if err := f.admin.DeleteTree(ctx, f.dn); err != nil {
-				t.Errorf("DeleteTree of a missing object: %v", err)
-			}
-		})
-	}
-}
-
 func TestResolvePrincipal(t *testing.T) {
 	dc := needDC(t)
 	ctx := testCtx(t)

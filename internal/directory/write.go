@@ -137,57 +137,6 @@ func (c *Client) ReplaceKeyBlob(ctx context.Context, keyDN string, blob []byte) 
 	return c.run(ctx, "modify", keyDN, false, [][]byte{blob}, func(conn *ldap.Conn) error { return conn.Modify(req) })
 }
 
-// DeleteTree deletes dn and everything below it, with the tree-delete control
-// (1.2.840.113556.1.4.805) when the DC supports it, else child by child, deepest first.
-// A dn that does not exist is not an error (deleting is idempotent).
-func (c *Client) DeleteTree(ctx context.Context, dn string) error {
-	if err := ValidateDN(dn); err != nil {
-		return &Error{Op: "delete", DN: dn, Kind: KindInvalidDN, Err: err}
-	}
-	del := func(target string, ctrls []ldap.Control) error {
-		req := ldap.NewDelRequest(target, ctrls)
-		return c.run(ctx, "delete", target, false, nil, func(conn *ldap.Conn) error { return conn.Del(req) })
-	}
-	if !c.noTreeDelete {
-		err := del(dn, []ldap.Control{ldap.NewControlSubtreeDelete()})
-		var e *Error
-		if err == nil || errors.Is(err, ErrNoSuchObject) {
-			return nil
-		}
-		if !errors.As(err, &e) || (e.Code != ldap.LDAPResultUnavailableCriticalExtension && e.Code != ldap.LDAPResultUnwillingToPerform) {
-			return err
-		}
-	}
-	// No tree delete here: list the subtree and delete the deepest objects first.
-	res, err := c.search(ctx, ldap.NewSearchRequest(dn, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
-		"(objectClass=*)", []string{"1.1"}, nil))
-	if errors.Is(err, ErrNoSuchObject) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	type item struct {
-		dn    string
-		depth int
-	}
-	var items []item
-	for _, entry := range res.Entries {
-		parsed, perr := ParseDN(entry.DN)
-		if perr != nil {
-			return &Error{Op: "delete", DN: entry.DN, Kind: KindOther, Err: perr}
-		}
-		items = append(items, item{entry.DN, len(parsed.RDNs)})
-	}
-	slices.SortFunc(items, func(a, b item) int { return cmp.Compare(b.depth, a.depth) })
-	for _, it := range items {
-		if err := del(it.dn, nil); err != nil && !errors.Is(err, ErrNoSuchObject) {
-			return err
-		}
-	}
-	return nil
-}
-
 // DeleteOwned deletes what owner created at and below the object whose objectGUID is root:
 // every object whose record names owner with origin created, deepest first, each addressed by
 // its objectGUID (<GUID=...>), so an object renamed or replaced since it was read is never

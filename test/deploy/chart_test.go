@@ -168,19 +168,7 @@ func TestHelmNamespaced(t *testing.T) {
 		typed[rbacv1.ClusterRoleBinding](t, b).RoleRef.Name != role.Name {
 		t.Errorf("no ClusterRoleBinding dkm-operator-webhook-rolebinding of %s: %v", role.Name, objs.ofKind("ClusterRoleBinding").names())
 	}
-	for _, u := range objs.ofKind("ClusterRole") {
-		for _, r := range typed[rbacv1.ClusterRole](t, u).Rules {
-			if !slices.Equal(r.APIGroups, []string{admissionGroup}) && !isMetricsAuthRule(r) && !allowsURL([]rbacv1.PolicyRule{r}, "get", "/metrics") &&
-				!isClusterIdentityRule(r) {
-				t.Errorf("namespaced mode: ClusterRole %s grants %v beyond the webhook's, the metrics endpoint's and the cluster identity's rules", u.GetName(), r)
-			}
-		}
-	}
-	identity := objs.get("ClusterRole", "", "dkm-operator-cluster-identity-role")
-	if identity == nil {
-		t.Fatalf("namespaced mode: no ClusterRole dkm-operator-cluster-identity-role: %v", objs.ofKind("ClusterRole").names())
-	}
-	assertRules(t, "ClusterRole dkm-operator-cluster-identity-role", typed[rbacv1.ClusterRole](t, identity).Rules, clusterIdentityRules(t))
+	assertNamespacedClusterRoles(t, objs)
 	if b := objs.get("ClusterRoleBinding", "", "dkm-operator-cluster-identity-rolebinding"); b == nil ||
 		typed[rbacv1.ClusterRoleBinding](t, b).RoleRef.Name != "dkm-operator-cluster-identity-role" {
 		t.Errorf("no ClusterRoleBinding of the cluster identity role: %v", objs.ofKind("ClusterRoleBinding").names())

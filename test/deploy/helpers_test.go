@@ -240,6 +240,26 @@ func isClusterIdentityRule(r rbacv1.PolicyRule) bool {
 	return slices.Contains(r.APIGroups, "") && slices.Contains(r.Resources, "namespaces")
 }
 
+// assertNamespacedClusterRoles: in namespaced mode the cluster-wide rights left are the
+// webhook's, the secure metrics endpoint's and the cluster identity's, the last in a ClusterRole
+// of its own holding exactly the generated rule.
+func assertNamespacedClusterRoles(t *testing.T, objs objects) {
+	t.Helper()
+	for _, u := range objs.ofKind("ClusterRole") {
+		for _, r := range typed[rbacv1.ClusterRole](t, u).Rules {
+			if !slices.Equal(r.APIGroups, []string{admissionGroup}) && !isMetricsAuthRule(r) && !allowsURL([]rbacv1.PolicyRule{r}, "get", "/metrics") &&
+				!isClusterIdentityRule(r) {
+				t.Errorf("namespaced mode: ClusterRole %s grants %v beyond the webhook's, the metrics endpoint's and the cluster identity's rules", u.GetName(), r)
+			}
+		}
+	}
+	identity := objs.get("ClusterRole", "", "dkm-operator-cluster-identity-role")
+	if identity == nil {
+		t.Fatalf("namespaced mode: no ClusterRole dkm-operator-cluster-identity-role: %v", objs.ofKind("ClusterRole").names())
+	}
+	assertRules(t, "ClusterRole dkm-operator-cluster-identity-role", typed[rbacv1.ClusterRole](t, identity).Rules, clusterIdentityRules(t))
+}
+
 // clusterIdentityRules are the generated rules for the cluster's identity: what namespaced mode
 // must still grant cluster-wide.
 func clusterIdentityRules(t testing.TB) []rbacv1.PolicyRule {

@@ -70,19 +70,7 @@ func TestKustomizeNamespaced(t *testing.T) {
 	objs := kustomizeBuild(t, "config/namespaced")
 	// The cluster-wide rights left are the webhook's (TestKustomizeNamespacedWebhookRBAC) and the
 	// secure metrics endpoint's (TestKustomizeSecureMetrics).
-	for _, u := range objs.ofKind("ClusterRole") {
-		for _, r := range typed[rbacv1.ClusterRole](t, u).Rules {
-			if !slices.Equal(r.APIGroups, []string{admissionGroup}) && !isMetricsAuthRule(r) && !allowsURL([]rbacv1.PolicyRule{r}, "get", "/metrics") &&
-				!isClusterIdentityRule(r) {
-				t.Errorf("namespaced mode: ClusterRole %s grants %v beyond the webhook's, the metrics endpoint's and the cluster identity's rules", u.GetName(), r)
-			}
-		}
-	}
-	identity := objs.get("ClusterRole", "", "dkm-operator-cluster-identity-role")
-	if identity == nil {
-		t.Fatalf("namespaced mode: no ClusterRole dkm-operator-cluster-identity-role: %v", objs.names())
-	}
-	assertRules(t, "ClusterRole dkm-operator-cluster-identity-role", typed[rbacv1.ClusterRole](t, identity).Rules, clusterIdentityRules(t))
+	assertNamespacedClusterRoles(t, objs)
 	manager := assertManager(t, objs.get("Deployment", operatorNS, "dkm-operator-controller-manager"), "dkm-operator:latest")
 	if !slices.Contains(manager.Spec.Template.Spec.Containers[0].Args, "--namespaces=vmm") {
 		t.Errorf("args %v lack --namespaces=vmm", manager.Spec.Template.Spec.Containers[0].Args)

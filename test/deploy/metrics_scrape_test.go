@@ -39,18 +39,7 @@ func TestSecureMetrics(t *testing.T) {
 	manager := buildOperator(t)
 	t.Run("kustomize namespaced", func(t *testing.T) {
 		t.Parallel()
-		k := startKubeWithEgress(t)
-		createNamespaces(t, k.c, "vmm")
-		objs := kustomizeBuild(t, "config/namespaced")
-		install(t, k.c, objs)
-		for _, u := range objs {
-			if u.GetKind() == "Namespace" || u.GetKind() == "CustomResourceDefinition" {
-				continue
-			}
-			if err := apply(t.Context(), k.c, u, false); err != nil {
-				t.Fatalf("applying %s %s/%s: %v", u.GetKind(), u.GetNamespace(), u.GetName(), err)
-			}
-		}
+		k := startKubeWithNamespacedInstall(t)
 		checkSecureMetrics(t, k, manager, operatorNS, "dkm-operator-controller-manager", "dkm-operator-metrics-reader")
 	})
 	t.Run("helm cluster-wide, another release name", func(t *testing.T) {

@@ -60,22 +60,30 @@ import (
 //     the certificate against the injected caBundle for <service>.<namespace>.svc, as in a cluster.
 //
 // The operator listens on 127.0.0.1 only (--webhook-host), with leader election off.
+// startKubeWithNamespacedInstall starts a kube-apiserver with egress and applies
+// `kustomize build config/namespaced` (watching the namespace vmm) to it.
+func startKubeWithNamespacedInstall(t *testing.T) *kubeWithEgress {
+	t.Helper()
+	k := startKubeWithEgress(t)
+	createNamespaces(t, k.c, "vmm")
+	objs := kustomizeBuild(t, "config/namespaced")
+	install(t, k.c, objs)
+	for _, u := range objs {
+		if u.GetKind() == "Namespace" || u.GetKind() == "CustomResourceDefinition" {
+			continue
+		}
+		if err := apply(t.Context(), k.c, u, false); err != nil {
+			t.Fatalf("applying %s %s/%s: %v", u.GetKind(), u.GetNamespace(), u.GetName(), err)
+		}
+	}
+	return k
+}
+
 func TestSelfManagedWebhookCertificates(t *testing.T) {
 	manager := buildOperator(t)
 	t.Run("kustomize namespaced", func(t *testing.T) {
 		t.Parallel()
-		k := startKubeWithEgress(t)
-		createNamespaces(t, k.c, "vmm")
-		objs := kustomizeBuild(t, "config/namespaced")
-		install(t, k.c, objs)
-		for _, u := range objs {
-			if u.GetKind() == "Namespace" || u.GetKind() == "CustomResourceDefinition" {
-				continue
-			}
-			if err := apply(t.Context(), k.c, u, false); err != nil {
-				t.Fatalf("applying %s %s/%s: %v", u.GetKind(), u.GetNamespace(), u.GetName(), err)
-			}
-		}
+		k := startKubeWithNamespacedInstall(t)
 		checkSelfManagedCerts(t, k, manager, operatorNS, "dkm-operator-controller-manager")
 	})
 	t.Run("helm cluster-wide, another release name", func(t *testing.T) {
