@@ -12,7 +12,7 @@ import (
 	"github.com/dkm-operator/dkm-operator/internal/secdesc"
 )
 
-// The safe-DACL gate (DESIGN rule 6): a key is created, rotated or re-wrapped only while the
+// The safe-DACL gate (docs/design.md, rule 6): a key is created, rotated or re-wrapped only while the
 // container's DACL is safe (secdesc.CheckDACLSafety: protected, and no one outside the template
 // principals, the service accounts and the bind identity can read a key), whatever
 // spec.accessPolicy says. Under Enforce the access phase writes the template first, so the gate

@@ -14,7 +14,7 @@ import (
 	"github.com/dkm-operator/dkm-operator/internal/secdesc"
 )
 
-// The safe-DACL gate (DESIGN rule 6) against the Samba DC: Audit is Ready under a DACL that is
+// The safe-DACL gate (docs/design.md, rule 6) against the Samba DC: Audit is Ready under a DACL that is
 // safe but not the template, and writes no key while anyone else could read one.
 var _ = Describe("Safe-DACL gate", func() {
 	var f *fixture

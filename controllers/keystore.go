@@ -12,7 +12,7 @@ import (
 
 // KeyStore holds, per DKMContainer, the key ring the reconciler last read from AD. The projector
 // serves pods from it, so a new replica gets its key without an LDAP round trip, and pods keep
-// being served the last known keys while the directory is down (DESIGN.md rule 3).
+// being served the last known keys while the directory is down (docs/design.md, rule 3).
 type KeyStore struct {
 	mu      sync.RWMutex
 	rings   map[types.NamespacedName]*keys.Ring

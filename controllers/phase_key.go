@@ -15,7 +15,7 @@ import (
 )
 
 // reconcileKey makes sure the container holds exactly one `DC Manager` object with a readable
-// key ring, following DESIGN.md's rules: adopt what exists, create only when nothing was ever
+// key ring, following the rules of docs/design.md: adopt what exists, create only when nothing was ever
 // recorded, report KeyLost (and do nothing destructive) when a recorded key vanished, rotate by
 // adding versions. It owns KeyReady and publishes the ring for the projector.
 func (r *DKMContainerReconciler) reconcileKey(ctx context.Context, s *scope) error {
@@ -51,7 +51,7 @@ func (r *DKMContainerReconciler) reconcileKey(ctx context.Context, s *scope) err
 	if err := r.checkPolicyTarget(s, manager); err != nil {
 		return err
 	}
-	// Safe-DACL gate (DESIGN rule 6, controllers/dacl_gate.go): no key write below under an unsafe DACL.
+	// Safe-DACL gate (docs/design.md rule 6, controllers/dacl_gate.go): no key write below under an unsafe DACL.
 	if blocked, err := r.gateKeyWrites(ctx, s, protector); blocked {
 		return err
 	}

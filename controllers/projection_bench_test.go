@@ -34,7 +34,7 @@ import (
 	"github.com/dkm-operator/dkm-operator/internal/testenv"
 )
 
-// BenchmarkProjection measures the number DESIGN.md calls the product: how long a new replica
+// BenchmarkProjection measures the number docs/design.md calls the product: how long a new replica
 // pod waits for its key Secret, for bursts of 1, 100 and 1000 pods (a scale-up or a failover),
 // next to the floor: a bare Secret create through the projector's own client, in the same run,
 // at the same concurrency. It reports numbers; it never fails on a timing.
