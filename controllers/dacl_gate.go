@@ -93,6 +93,11 @@ func (r *DKMContainerReconciler) repairFailed(ctx context.Context, s *scope, err
 // opened (a read), published to the projector and recorded in status, and KeyReady is False
 // (UnsafeDACL) naming what waits. The gate reopens by itself once the DACL is safe.
 func (r *DKMContainerReconciler) gateKeyWrites(ctx context.Context, s *scope, p keys.Protector) (bool, error) {
+	if !s.writer() {
+		// A reader writes no key, so there is nothing to hold back; and it cannot tell the
+		// owner's bind identity, which the owner's template grants, from an intruder.
+		return false, nil
+	}
 	safety := s.daclSafety()
 	if safety.Safe() {
 		return false, nil

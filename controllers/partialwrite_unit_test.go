@@ -806,8 +806,9 @@ func TestPartialWriteReaderNeverWrites(t *testing.T) {
 		name string
 		// setup makes the container; it returns the owner reported in status.
 		setup func(t *testing.T, dir *fakeAD, clock *pwClock, oldKEK []byte) string
-		// wantAccess is AccessControlled's reason.
-		wantAccess string
+		// wantAccess is AccessControlled's reason; wantAccessFalse: its status is False.
+		wantAccess      string
+		wantAccessFalse bool
 	}{
 		{
 			name: "another cluster's container",
@@ -828,6 +829,20 @@ func TestPartialWriteReaderNeverWrites(t *testing.T) {
 				return w.owner().Short()
 			},
 			wantAccess: dkmv1.ReasonSafeDACL,
+		},
+		{
+			// The owner binds as an identity the reader does not know; its template grants that
+			// identity full control, which the reader cannot tell from an intruder: it reports
+			// the DACL, but its key phase, which writes nothing, is not held back.
+			name: "another cluster's container, owned through another bind identity",
+			setup: func(t *testing.T, dir *fakeAD, clock *pwClock, oldKEK []byte) string {
+				w := newPWCluster(t, dir.peer(), clock, pwOptions{cluster: "other", kek: map[string][]byte{"kek": oldKEK}})
+				w.mustReconcile()
+				dir.setAttr(t, pwPath, func(n *adNode) { n.sd = pwTemplate(t, adServiceSID, adOperatorSID, adRel(1199)) })
+				return w.owner().Short()
+			},
+			wantAccess:      dkmv1.ReasonUnsafeDACL,
+			wantAccessFalse: true,
 		},
 		{
 			name: "a container made outside the operator",
@@ -878,7 +893,11 @@ func TestPartialWriteReaderNeverWrites(t *testing.T) {
 					t.Fatalf("role %q owner %q, want Reader of %s", st.Role, st.Owner, owner)
 				}
 				r.expectCond(dkmv1.ConditionKeyReady, metav1.ConditionTrue, dkmv1.ReasonReady)
-				r.expectCond(dkmv1.ConditionAccessControlled, metav1.ConditionTrue, tc.wantAccess)
+				access := metav1.ConditionTrue
+				if tc.wantAccessFalse {
+					access = metav1.ConditionFalse
+				}
+				r.expectCond(dkmv1.ConditionAccessControlled, access, tc.wantAccess)
 				ring := r.r.Keys.Get(r.key)
 				if ring == nil || !ring.NeedsRewrap() || !keys.RotationDue(ring.Active().Created, time.Hour, clock.now()) {
 					t.Fatalf("the case does not exercise re-wrap and rotation: %v", ring)
