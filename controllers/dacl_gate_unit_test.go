@@ -55,6 +55,7 @@ func gateScope(t *testing.T, extra string, managers ...directory.Manager) *scope
 	}
 	s := newScope(obj, time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	s.dir = gateDirectory{}
+	s.role = dkmv1.RoleWriter // the gate holds back a writer; a reader writes nothing anyway
 	s.domain = directory.Domain{SID: gateDomain, ForestRootSID: gateDomain}
 	s.aliases = gateAliases
 	s.accounts = []secdesc.SID{gateSvc}
