@@ -128,7 +128,7 @@ func (r *DKMContainerReconciler) gateKeyWrites(ctx context.Context, s *scope, p 
 	}
 	r.Keys.Set(s.obj, ring)
 	r.Metrics.KeyAge(s.obj, s.now.Sub(ring.Active().Created))
-	recordKeys(s.obj, manager, ring)
+	recordKeys(s.obj, r.owner(s.obj), manager, ring)
 
 	var waiting []string
 	if keys.RotationDue(ring.Active().Created, rotationPeriod(s.obj), s.now) {

@@ -57,7 +57,7 @@ func (r *DKMContainerReconciler) reconcileContainer(ctx context.Context, s *scop
 		}
 	}
 
-	s.obj.Status.Container = objectRef(s.obj.Status.Container, s.obs.Container, false)
+	s.obj.Status.Container = objectRef(s.obs.Container, r.owner(s.obj))
 	if !s.writer() {
 		markTrue(s.obj, cond, dkmv1.ReasonReady, fmt.Sprintf("container %s exists; this DKMContainer is a reader "+
 			"(owner: %s): it loads and projects the key and never writes AD", path, s.obj.Status.Owner))
@@ -117,7 +117,7 @@ func (r *DKMContainerReconciler) createContainer(ctx context.Context, s *scope) 
 		return r.failPhase(s, cond, "CreateContainer", err)
 	}
 	s.obs = &directory.Observation{Exists: true, Container: created}
-	s.obj.Status.Container = objectRef(nil, created, true)
+	s.obj.Status.Container = objectRef(created, r.owner(s.obj))
 	s.setRole(dkmv1.RoleWriter, r.owner(s.obj))
 	r.normal(s.obj, "ContainerCreated", "CreateContainer", fmt.Sprintf("created %s with the DKM template DACL", path))
 	return nil
@@ -183,13 +183,11 @@ func (s *scope) needsDACLWrite() bool {
 	return !secdesc.DiffDACL(s.obs.Container.SD, desired, s.aliases).Empty()
 }
 
-// objectRef builds a status reference, keeping the created-by-operator mark of the same object.
-func objectRef(prev *dkmv1.ObjectReference, o directory.Object, created bool) *dkmv1.ObjectReference {
-	ref := &dkmv1.ObjectReference{DN: o.DN, GUID: o.GUID.String(), CreatedByOperator: created}
-	if prev != nil && prev.GUID == ref.GUID && prev.CreatedByOperator {
-		ref.CreatedByOperator = true
-	}
-	return ref
+// objectRef builds a status reference. createdByOperator is read from the object's ownership
+// record in AD (this DKMContainer, origin created), never carried over from an earlier status,
+// so a stale or lost status cannot change it.
+func objectRef(o directory.Object, me directory.Owner) *dkmv1.ObjectReference {
+	return &dkmv1.ObjectReference{DN: o.DN, GUID: o.GUID.String(), CreatedByOperator: o.OwnedBy(me) && !o.Owner.Claimed}
 }
 
 // parentDN is the DN without its first RDN (escaped commas kept). ValidateDN already passed.

@@ -79,7 +79,7 @@ func (r *DKMContainerReconciler) reconcileKey(ctx context.Context, s *scope) err
 
 	r.Keys.Set(s.obj, ring)
 	r.Metrics.KeyAge(s.obj, s.now.Sub(ring.Active().Created))
-	recordKeys(s.obj, manager, ring)
+	recordKeys(s.obj, r.owner(s.obj), manager, ring)
 	active := ring.Active()
 	markTrue(s.obj, cond, dkmv1.ReasonReady, fmt.Sprintf("active key %s (%s), %d version(s) in %s",
 		active.ID, active.Fingerprint, ring.Len(), manager.DN))
@@ -189,7 +189,7 @@ func (r *DKMContainerReconciler) createFirstKey(ctx context.Context, s *scope, m
 			return nil, nil, r.keyWriteFailure(ctx, s, "create the DC Manager object", err)
 		}
 		manager = &directory.Manager{Object: obj}
-		s.obj.Status.KeyObject = objectRef(nil, obj, true)
+		s.obj.Status.KeyObject = objectRef(obj, owner)
 	}
 	fromID := ""
 	var ring *keys.Ring
@@ -334,8 +334,8 @@ func rotationPeriod(obj *dkmv1.DKMContainer) (period time.Duration) {
 }
 
 // recordKeys writes the key object and the fingerprints (never key bytes) into status.
-func recordKeys(obj *dkmv1.DKMContainer, manager *directory.Manager, ring *keys.Ring) {
-	obj.Status.KeyObject = objectRef(obj.Status.KeyObject, manager.Object, false)
+func recordKeys(obj *dkmv1.DKMContainer, owner directory.Owner, manager *directory.Manager, ring *keys.Ring) {
+	obj.Status.KeyObject = objectRef(manager.Object, owner)
 	active := ring.Active()
 	obj.Status.ActiveKeyID = active.ID.String()
 	obj.Status.ActiveKeyFingerprint = active.Fingerprint.String()
