@@ -10,8 +10,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
@@ -49,13 +47,7 @@ const gatePassword = "Wr0ng-Passw0rd-Secret"
 
 func newBindGateFixture(t *testing.T, err error) *bindGateFixture {
 	t.Helper()
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
-	if err := dkmv1.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
+	s := unitScheme(t)
 	f := &bindGateFixture{t: t, now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), err: err}
 	f.obj = &dkmv1.DKMContainer{
 		ObjectMeta: metav1.ObjectMeta{Name: "vmm", Namespace: "vmm", Generation: 1},

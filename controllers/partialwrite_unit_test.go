@@ -14,9 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -93,13 +91,7 @@ func newPWCluster(t *testing.T, dir *fakeAD, clock *pwClock, opt pwOptions) *pwC
 	if opt.kek == nil {
 		opt.kek = map[string][]byte{"kek": newKEK(t)}
 	}
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
-	if err := dkmv1.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
+	s := unitScheme(t)
 	obj := &dkmv1.DKMContainer{
 		ObjectMeta: metav1.ObjectMeta{Name: "vmm", Namespace: "vmm", UID: types.UID(opt.uid), Generation: 1},
 		Spec: dkmv1.DKMContainerSpec{

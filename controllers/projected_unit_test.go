@@ -6,9 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	dkmv1 "github.com/dkm-operator/dkm-operator/api/v1alpha1"
@@ -17,13 +15,7 @@ import (
 // deletionPolicy Delete waits while replicas hold the key: it counts the key Secrets the
 // projector made, not a user's Secret that happens to carry the dkm.io/container label.
 func TestDeletionCountsOnlyProjectedSecrets(t *testing.T) {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
-	if err := dkmv1.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
+	s := unitScheme(t)
 	obj := &dkmv1.DKMContainer{ObjectMeta: metav1.ObjectMeta{Name: "vmm", Namespace: "vmm"}}
 	projected := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{
 		Name: dkmv1.KeySecretName("vmm", "vmm-0"), Namespace: "vmm",

@@ -27,13 +27,7 @@ import (
 // deleting against a real apiserver, this proves the error paths a real apiserver rarely takes.
 func TestProjectorKeepsSecretWhenRestoreFails(t *testing.T) {
 	ctx := context.Background()
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
-	if err := dkmv1.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
+	s := unitScheme(t)
 	obj := &dkmv1.DKMContainer{
 		ObjectMeta: metav1.ObjectMeta{Name: "vmm", Namespace: "vmm"},
 		Spec: dkmv1.DKMContainerSpec{Replicas: &dkmv1.ReplicasSpec{
@@ -94,4 +88,17 @@ func TestProjectorKeepsSecretWhenRestoreFails(t *testing.T) {
 		cond.Status != metav1.ConditionFalse || cond.Reason != dkmv1.ReasonProjectionFailed {
 		t.Errorf("ReplicasProjected = %+v, want False/%s", cond, dkmv1.ReasonProjectionFailed)
 	}
+}
+
+// unitScheme is the scheme of the unit tests' fake clients: client-go's types and ours.
+func unitScheme(t testing.TB) *runtime.Scheme {
+	t.Helper()
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := dkmv1.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

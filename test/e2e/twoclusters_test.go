@@ -219,9 +219,9 @@ type raceCluster struct {
 // of this cluster's own; the cluster ID is left to Setup (the kube-system UID).
 func startRaceCluster(ctx context.Context, name string, restCfg *rest.Config, c client.Client) *raceCluster {
 	rc := &raceCluster{name: name, c: c, ops: &opCounter{m: map[string]int{}}, writes: &writeLog{}}
-	ks := &corev1.Namespace{}
-	Eventually(func() error { return c.Get(ctx, types.NamespacedName{Name: "kube-system"}, ks) }, eventually, poll).Should(Succeed())
-	rc.id = string(ks.UID)
+	id, err := controllers.ClusterID(ctx, c)
+	Expect(err).NotTo(HaveOccurred())
+	rc.id = id
 
 	skipNameValidation := true
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
