@@ -40,7 +40,7 @@ func (r *DKMContainerReconciler) reconcileContainer(ctx context.Context, s *scop
 	case !obs.Exists:
 		// A container that held keys and vanished (deleted, or not yet restored from the Recycle
 		// Bin) is KeyLost: creating a new one would occupy the DN a restore needs.
-		if err := r.checkKeyLoss(s, cond, nil, path); err != nil {
+		if err := r.checkKeyLoss(ctx, s, cond, nil, path); err != nil {
 			return err
 		}
 		if err := r.createContainer(ctx, s); err != nil {

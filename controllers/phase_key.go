@@ -45,7 +45,7 @@ func (r *DKMContainerReconciler) reconcileKey(ctx context.Context, s *scope) err
 		manager = &s.obs.Managers[0]
 	}
 
-	if err := r.checkKeyLoss(s, cond, manager, s.obs.Container.DN); err != nil {
+	if err := r.checkKeyLoss(ctx, s, cond, manager, s.obs.Container.DN); err != nil {
 		return err
 	}
 	if err := r.checkPolicyTarget(s, manager); err != nil {
@@ -63,6 +63,10 @@ func (r *DKMContainerReconciler) reconcileKey(ctx context.Context, s *scope) err
 			s.obs.Container.DN, s.obj.Status.Owner)
 		markFalse(s.obj, cond, dkmv1.ReasonWaitingForOwner, msg)
 		return stop(dkmv1.ReasonWaitingForOwner)
+	case s.restore != nil && s.writer():
+		if manager, err = r.restoreLostKeys(ctx, s, manager, container, protector); err == nil {
+			ring, err = r.loadRing(ctx, s, manager, container, protector)
+		}
 	case manager == nil || len(manager.Keys) == 0:
 		ring, manager, err = r.createFirstKey(ctx, s, manager, container, protector)
 	default:
@@ -88,10 +92,12 @@ func (r *DKMContainerReconciler) reconcileKey(ctx context.Context, s *scope) err
 
 // checkKeyLoss compares the key IDs status remembers with those in AD (manager nil: the
 // container where, or its DC Manager, is gone). A vanished key is KeyLost: nothing is created
-// until a person restores it or acknowledges the loss by naming the lost key's ID in the
-// regenerate annotation. cond is the condition of the phase that found the loss (KeyReady, or
-// ContainerReady when the whole container is gone); Ready carries KeyLost either way.
-func (r *DKMContainerReconciler) checkKeyLoss(s *scope, cond string, manager *directory.Manager, where string) error {
+// until a person restores it (from an AD backup, or from the copy the operator or a replica
+// still holds, by the restore annotation: s.restore is set) or acknowledges the loss by naming
+// the lost key's ID in the regenerate annotation. cond is the condition of the phase that found
+// the loss (KeyReady, or ContainerReady when the whole container is gone); Ready carries KeyLost
+// either way.
+func (r *DKMContainerReconciler) checkKeyLoss(ctx context.Context, s *scope, cond string, manager *directory.Manager, where string) error {
 	present := map[string]bool{}
 	if manager != nil {
 		for _, k := range manager.Keys {
@@ -107,12 +113,14 @@ func (r *DKMContainerReconciler) checkKeyLoss(s *scope, cond string, manager *di
 	if len(lost) == 0 {
 		return nil
 	}
+	held, why := r.findHeldKeys(ctx, s.obj, lost)
+	if held != nil && slices.Contains(lost, restoreAck(s.obj)) {
+		s.restore = held
+		return nil
+	}
 	ack := regenerateAck(s.obj)
 	if !slices.Contains(lost, ack) {
-		msg := fmt.Sprintf("key %s recorded in status is gone from %s; data encrypted with it needs it back: restore "+
-			"the container or DC Manager object from an AD backup (or the Recycle Bin) to the same DN, or accept the loss "+
-			"and create a new key by annotating this DKMContainer %s=%s", strings.Join(lost, ", "), where,
-			dkmv1.AnnotationRegenerateLostKey, lost[0])
+		msg := keyLostMessage(s.obj, lost, where, held, why)
 		if ack != "" {
 			msg += fmt.Sprintf(" (the annotation names %s, which is not a lost key)", ack)
 		}
@@ -143,6 +151,9 @@ func (r *DKMContainerReconciler) checkPolicyTarget(s *scope, manager *directory.
 	active := manager.Policy.ActiveKeyID
 	if slices.ContainsFunc(manager.Keys, func(k directory.KeyObject) bool { return strings.EqualFold(k.ID, active) }) {
 		return nil
+	}
+	if s.restore != nil && slices.ContainsFunc(s.restore.lost, func(v keys.Version) bool { return strings.EqualFold(v.ID.String(), active) }) {
+		return nil // restoreLostKeys writes it back
 	}
 	if regenerateAck(s.obj) == strings.ToLower(active) && s.writer() {
 		r.warn(s.obj, "KeyLossAcknowledged", "RegenerateKey", fmt.Sprintf(

@@ -186,6 +186,33 @@ var _ = Describe("Replica projection", func() {
 		Consistently(func() []byte { s, _ := secretOf(ctx, obj, "vmm-0")(); return s.Data[SecretKeyActive] }, 3*testResync).
 			Should(Equal(before.Data[SecretKeyActive]), "an outage never blanks a Secret")
 	})
+
+	It("writes a lost key back from the cluster on the restore annotation, leaving replica Secrets untouched", func(ctx context.Context) {
+		obj := withReplicas(f.dkm("vmm", f.path("restore-lost")))
+		Expect(k8sClient.Create(ctx, obj)).To(Succeed())
+		pod(ctx, "vmm-0", "vmm")
+		before := expectReadyObj(ctx, obj)
+		want := adKey(ctx, obj)
+		Eventually(func() []byte { s, _ := secretOf(ctx, obj, "vmm-0")(); return s.Data[SecretKeyActive] }, eventually).Should(Equal(want))
+		replica, _ := secretOf(ctx, obj, "vmm-0")()
+
+		adDeleteTree(obj.Spec.Path)
+		c := expectCondition(ctx, obj, dkmv1.ConditionReady, metav1.ConditionFalse, dkmv1.ReasonKeyLost)
+		Expect(c.Message).To(ContainSubstring(dkmv1.AnnotationRestoreLostKey + "=" + before.Status.ActiveKeyID))
+		Expect(adExists(obj.Spec.Path)).To(BeFalse(), "nothing is written before the annotation")
+
+		setAnnotation(ctx, obj, dkmv1.AnnotationRestoreLostKey, before.Status.ActiveKeyID)
+		after := expectReadyObj(ctx, obj)
+		Expect(after.Status.ActiveKeyID).To(Equal(before.Status.ActiveKeyID))
+		Expect(after.Status.ActiveKeyFingerprint).To(Equal(before.Status.ActiveKeyFingerprint))
+		Expect(after.Status.Container.GUID).NotTo(Equal(before.Status.Container.GUID), "a new container")
+		Expect(adKey(ctx, obj)).To(Equal(want), "AD holds the same key, sealed for the new container's objectGUID")
+		Expect(adOwner(obj.Spec.Path).UID).To(Equal(string(after.UID)), "with the ownership record")
+		expectEvent(ctx, obj, dkmv1.ReasonKeyRestored)
+		now, err := secretOf(ctx, obj, "vmm-0")()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(now.ResourceVersion).To(Equal(replica.ResourceVersion), "the replica's Secret was never rewritten")
+	})
 })
 
 var _ = DescribeTable("KeySecretName",

@@ -35,6 +35,11 @@ type scope struct {
 	// rightsChecked records that effective rights were read in this reconcile (Adopt).
 	rightsChecked bool
 	rights        directory.Rights
+
+	// key
+	// restore is the verified copy of lost keys to write back (restore.go), set when the
+	// restore annotation names a lost key.
+	restore *heldKeys
 }
 
 func newScope(obj *dkmv1.DKMContainer, now time.Time) *scope {

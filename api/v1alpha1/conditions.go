@@ -72,6 +72,9 @@ const (
 	ReasonKeyUnreadable      = "KeyUnreadable"
 	ReasonKeyCreated         = "KeyCreated"
 	ReasonKeyRotated         = "KeyRotated"
+	// ReasonKeyRestored: a lost key was written back to AD (same ID, same bytes) from the copy
+	// the operator or a replica held, on the restore annotation.
+	ReasonKeyRestored        = "KeyRestored"
 	ReasonRegenerateMismatch = "RegenerateMismatch"
 	// ReasonWaitingForOwner: a reader found no key yet; the owner creates it.
 	ReasonWaitingForOwner = "WaitingForOwner"
@@ -96,6 +99,12 @@ const (
 	// create a new key. It must name the lost key so that it cannot be applied by accident to a
 	// different loss; the operator removes nothing and records the new key in status.
 	AnnotationRegenerateLostKey = "dkm.io/regenerate-lost-key"
+
+	// AnnotationRestoreLostKey, set to the ID of a key reported KeyLost, writes that same key
+	// (same ID, same bytes, sealed for the container as it now is) back to AD from the copy the
+	// operator holds in memory or a replica's key Secret holds, once that copy matches the
+	// fingerprint status recorded. The KeyLost message says when such a copy exists.
+	AnnotationRestoreLostKey = "dkm.io/restore-lost-key"
 
 	// AnnotationClaim, set to the objectGUID of an existing container that has no ownership
 	// record, lets a Create-mode DKMContainer record itself as its owner and manage it.

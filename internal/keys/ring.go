@@ -315,3 +315,45 @@ func NextRotation(activeCreated time.Time, period time.Duration) (next time.Time
 	}
 	return activeCreated.Add(period), true
 }
+
+// Reseal binds existing key versions to a container: the same IDs and the same key bytes,
+// sealed under p for container's objectGUID. It is how a lost key goes back into AD (a container
+// deleted and created again has a new objectGUID, so its old Wrapped blobs no longer open) and
+// how a backup is restored into another container. It returns the ring of versions (active
+// naming the active one, which must be among them) and the StoredKeys to write, each verified
+// to open to the same key. Nothing is generated: a version without material is an error.
+func Reseal(container ObjectGUID, active KeyID, versions []Version, p Protector) (*Ring, []StoredKey, error) {
+	if container.IsZero() {
+		return nil, nil, fmt.Errorf("resealing keys: %w: no container objectGUID", ErrUnbound)
+	}
+	next := &Ring{container: container, active: active, versions: make([]Version, 0, len(versions))}
+	stored := make([]StoredKey, 0, len(versions))
+	seen := make(map[KeyID]bool, len(versions))
+	for _, v := range versions {
+		if seen[v.ID] {
+			return nil, nil, fmt.Errorf("resealing keys: %w: key ID %s twice", ErrDuplicateKeyID, v.ID)
+		}
+		seen[v.ID] = true
+		if v.Material.IsZero() {
+			return nil, nil, fmt.Errorf("resealing key %s: %w: no key material", v.ID, ErrKeyLength)
+		}
+		blob, opened, err := sealVerified(p, v.Material, Binding{Container: container, KeyID: v.ID})
+		if err != nil {
+			return nil, nil, fmt.Errorf("resealing key %s: %w", v.ID, err)
+		}
+		next.versions = append(next.versions, newVersion(v.ID, v.Created, opened))
+		stored = append(stored, StoredKey{ID: v.ID.String(), Blob: blob, Created: v.Created})
+	}
+	if !seen[active] {
+		return nil, nil, fmt.Errorf("resealing keys: %w: the active key %s is not among the %d version(s)",
+			ErrActiveKeyNotFound, active, len(versions))
+	}
+	sortVersions(next.versions)
+	return next, stored, nil
+}
+
+// NewVersion is a key version held outside AD (a replica's Secret, a backup): its fingerprint
+// is computed from the material, never taken on trust.
+func NewVersion(id KeyID, m Material, created time.Time) Version {
+	return Version{ID: id, Material: m, Fingerprint: m.Fingerprint(), Created: created}
+}
