@@ -62,8 +62,9 @@ test: test-env ## Unit, envtest and Samba integration tests with the race detect
 	@hack/leftovers.sh
 
 .PHONY: test-env
-test-env: tools cc ## Install Samba, kustomize, helm and a C compiler; build etcd, kube-apiserver, kube-controller-manager if missing (cached in bin/).
+test-env: tools cc ## Install Samba, kustomize, helm and a C compiler; build etcd, kube-apiserver, kube-controller-manager and the Samba templates if missing (cached in bin/).
 	hack/samba-dc.sh template >/dev/null
+	hack/samba-dc.sh pair-template >/dev/null
 	hack/envtest-binaries.sh controller-manager >/dev/null
 
 .PHONY: cc

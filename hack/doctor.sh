@@ -64,8 +64,14 @@ if command -v samba >/dev/null; then
   else
     line build "Samba template domain: provisioned once into bin/samba/$sv/template (about 15 s)"
   fi
+  if pair=$("$root/hack/samba-dc.sh" pair-check); then
+    line ok "Samba pair template (two replicating DCs): ${pair#"$root"/}"
+  else
+    line build "Samba pair template (two replicating DCs): joined once into bin/samba/$sv/pair (about 30 s)"
+  fi
 else
   line build "Samba template domain: provisioned once Samba is installed (about 15 s)"
+  line build "Samba pair template (two replicating DCs): joined once Samba is installed (about 30 s)"
 fi
 
 # Kubernetes binaries for envtest and the demo, built from their Go modules.

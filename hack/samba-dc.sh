@@ -7,6 +7,9 @@
 #   hack/samba-dc.sh missing    # list the packages whose files are absent; exit 1 if any
 #   hack/samba-dc.sh install    # apt-get install the missing packages, then check again
 #   hack/samba-dc.sh template   # install, provision if needed, print the template directory
+#   hack/samba-dc.sh pair-template  # also join a second DC once; print the pair template directory
+#   hack/samba-dc.sh pair-check     # print the pair template directory if built, else exit 1
+#                                   # (changes nothing; no install check, so it is quick)
 #
 # SAMBA_SYSROOT (default: empty, i.e. /) is prepended to every checked path; tests use it to run
 # the check against a directory laid out like a half-installed machine.
@@ -37,6 +40,7 @@ samba-dsdb-modules /usr/lib/$multiarch/samba/ldb/samba_dsdb.so
 samba-dsdb-modules /usr/lib/$multiarch/samba/ldb/acl.so
 samba-vfs-modules /usr/lib/$multiarch/samba/vfs/acl_xattr.so
 iproute2 /usr/sbin/ip|/sbin/ip|/usr/bin/ip|/bin/ip
+libnss-wrapper /usr/lib/$multiarch/libnss_wrapper.so
 LIST
 }
 
@@ -98,9 +102,192 @@ template() {
   echo "$dir"
 }
 
+# The pair template: two DCs of the template's domain that replicate with each other (DC1 is a
+# copy of the single-DC template, DC2 joined to it), so a test gets real DRS replication by
+# copying two directories instead of joining (about 5 s) per test. Recipe and pitfalls:
+# docs/testing.md, "Two replicating DCs". Built into a temporary directory and renamed, under a
+# lock, so a crash or a concurrent build never leaves a half-built cache behind.
+pair_dir() { echo "$root/bin/samba/$(samba --version | awk '{print $2}')/pair"; }
+
+pair_template() {
+  local tmpl dir lockfd
+  tmpl=$(template)
+  dir=$(pair_dir)
+  if [ ! -f "$dir/.built" ]; then
+    exec {lockfd}>"$dir.lock"
+    flock "$lockfd"
+    # Another build may have finished while this one waited for the lock.
+    [ -f "$dir/.built" ] || build_pair "$tmpl" "$dir"
+    exec {lockfd}>&-
+  fi
+  echo "$dir"
+}
+
+build_pair() {
+  local tmpl=$1 dir=$2 work ip1 ip2 dc1_name dc2_guid dc1_guid
+  echo "joining a second DC to the template domain for the pair template (one-time; cached in ${dir#"$root"/})" >&2
+  rm -rf "$dir" "$dir".tmp.*
+  work=$(mktemp -d "$dir.tmp.XXXXXX")
+  # Everything started here is stopped, and every address added to lo removed, on any exit.
+  pair_pids=() pair_added=()
+  trap 'pair_cleanup' EXIT
+  claim_address ip1
+  claim_address ip2 "$ip1"
+  dc1_name=$(awk -F' *= *' 'tolower($1) ~ /^[ \t]*netbios name$/ {print toupper($2); exit}' "$tmpl/etc/smb.conf")
+  cp -a "$tmpl/." "$work/dc1"
+  rm -f "$work/dc1/fixture.env" "$work/dc1/.provisioned"
+  mkdir -p "$work/dc2/etc" "$work/run"
+  pair_conf "$work/dc1" "$dc1_name" "$ip1" >"$work/dc1/etc/smb.conf"
+  pair_krb5 "$ip1" "$ip2" >"$work/dc1/krb5.conf"
+  pair_krb5 "$ip2" "$ip1" >"$work/dc2/krb5.conf"
+  export LD_PRELOAD=/usr/lib/$multiarch/libnss_wrapper.so NSS_WRAPPER_HOSTS=$work/hosts
+  # samba's tools need Debian's python3 (it holds the samba bindings).
+  export PATH=/usr/sbin:/usr/bin:$PATH
+  dc1_guid=$(ntds_guid "$work/dc1")
+  printf '%s %s.%s %s\n%s %s._msdcs.%s\n' "$ip1" "${dc1_name,,}" "${REALM,,}" "${dc1_name,,}" \
+    "$ip1" "$dc1_guid" "${REALM,,}" >"$work/hosts"
+  # The template's DC account lacks the DRS SPN; without it DC2's pulls fail (WERR_INVALID_PARAMETER).
+  run_logged "$work/spnupdate.log" samba_spnupdate -s "$work/dc1/etc/smb.conf"
+  start_pair_dc "$work/dc1" "$ip1"
+  # The join's own smb.conf (PREJOIN) names the second DC and keeps all its state in its
+  # directory; --site avoids a CLDAP site lookup (no cldap server runs).
+  pair_conf "$work/dc2" DC2 "$ip2" >"$work/prejoin.conf"
+  run_logged "$work/join.log" samba-tool domain join "${REALM,,}" DC --server="$ip1" \
+    --site=Default-First-Site-Name -U "$DOMAIN\\Administrator%$ADMIN_PASSWORD" \
+    --targetdir="$work/dc2" --dns-backend=NONE -s "$work/prejoin.conf"
+  # The join writes an smb.conf with winbindd in it; the fixture's replaces it.
+  pair_conf "$work/dc2" DC2 "$ip2" >"$work/dc2/etc/smb.conf"
+  dc2_guid=$(ntds_guid "$work/dc2")
+  printf '%s dc2.%s dc2\n%s %s._msdcs.%s\n' "$ip2" "${REALM,,}" "$ip2" "$dc2_guid" "${REALM,,}" >>"$work/hosts"
+  start_pair_dc "$work/dc2" "$ip2"
+  # Without connection objects DC1 stays silent on DC2's changes for up to 300 s.
+  KRB5_CONFIG=$work/dc1/krb5.conf run_logged "$work/kcc.log" \
+    samba-tool drs kcc "$ip1" -s "$work/dc1/etc/smb.conf" -U "$DOMAIN\\Administrator%$ADMIN_PASSWORD"
+  # Prove the template replicates both ways before caching it.
+  KRB5_CONFIG=$work/dc1/krb5.conf run_logged "$work/replicate.log" samba-tool drs replicate "$ip1" DC2 \
+    "$(base_dn)" -s "$work/dc1/etc/smb.conf" -U "$DOMAIN\\Administrator%$ADMIN_PASSWORD"
+  KRB5_CONFIG=$work/dc2/krb5.conf run_logged "$work/replicate.log" samba-tool drs replicate "$ip2" "$dc1_name" \
+    "$(base_dn)" -s "$work/dc2/etc/smb.conf" -U "$DOMAIN\\Administrator%$ADMIN_PASSWORD"
+  pair_cleanup
+  trap - EXIT
+  # What the Go fixture needs: the names and NTDS GUIDs of both DCs (they stay in every copy, so
+  # only the addresses in the hosts map change per pair).
+  printf 'DC1_NAME=%s\nDC1_NTDS_GUID=%s\nDC2_NAME=DC2\nDC2_NTDS_GUID=%s\n' \
+    "$dc1_name" "$dc1_guid" "$dc2_guid" >"$work/pair.env"
+  cat "$tmpl/fixture.env" >>"$work/pair.env"
+  # Logs, sockets and run-time state stay out of the cache; the fixture writes its own confs.
+  rm -rf "$work/run" "$work/hosts" "$work/prejoin.conf" "$work"/*.log "$work"/dc*/log.* \
+    "$work"/dc*/samba.stdout "$work"/dc*/run "$work"/dc*/msg.* "$work"/dc*/private/{ldapi,ldap_priv,smbd.tmp}
+  mv "$work" "$dir"
+  touch "$dir/.built"
+}
+
+base_dn() { echo "DC=${REALM,,}" | sed 's/\./,DC=/g'; }
+
+# pair_conf DIR NAME IP: the smb.conf the build runs a DC with (the Go fixture writes its own).
+pair_conf() {
+  cat <<CONF
+[global]
+	netbios name = $2
+	realm = $REALM
+	workgroup = $DOMAIN
+	server role = active directory domain controller
+	server services = ldap, rpc, drepl, kcc, kdc
+	interfaces = $3
+	bind interfaces only = yes
+	private dir = $1/private
+	lock directory = $1
+	state directory = $1/state
+	cache directory = $1/cache
+	binddns dir = $1/bind-dns
+	pid directory = $1/run
+	ncalrpc dir = $1/run/ncalrpc
+	log file = $1/log.%m
+	logging = file
+	idmap_ldb:use rfc2307 = yes
+CONF
+}
+
+# pair_krb5 OWN OTHER: replication always uses Kerberos; each DC asks its own KDC first.
+pair_krb5() {
+  printf '[libdefaults]\n\tdefault_realm = %s\n\tdns_lookup_realm = false\n\tdns_lookup_kdc = false\n[realms]\n\t%s = {\n\t\tkdc = %s\n\t\tkdc = %s\n\t}\n' \
+    "$REALM" "$REALM" "$1" "$2"
+}
+
+# ntds_guid DIR: the objectGUID of the DC's NTDS Settings object, read offline from its sam.ldb.
+ntds_guid() {
+  local conf=$1/etc/smb.conf
+  /usr/bin/python3 - "$conf" <<'PY'
+import sys
+from samba.param import LoadParm
+from samba.samdb import SamDB
+from samba.auth import system_session
+lp = LoadParm()
+lp.load(sys.argv[1])
+db = SamDB(url=lp.samdb_url(), session_info=system_session(), lp=lp)
+print(db.get_ntds_GUID())
+PY
+}
+
+# claim_address VAR [EXCEPT]: sets VAR to a free loopback address, claimed the way
+# internal/testenv claims one (an flock held until this script exits; hence no subshell).
+claim_address() {
+  local lockdir=${TMPDIR:-/tmp}/dkm-operator-loopback i addr fd
+  mkdir -p "$lockdir"
+  for i in $(seq 1 254); do
+    addr=127.0.10.$i
+    [ "$addr" = "${2:-}" ] && continue
+    exec {fd}>"$lockdir/$addr.lock"
+    if flock -n "$fd" && ! ss -Htln "( sport = :389 or sport = :636 or sport = :88 or sport = :135 )" src "$addr" | grep -q .; then
+      printf -v "$1" %s "$addr"
+      return 0
+    fi
+    exec {fd}>&-
+  done
+  echo "no free loopback address in 127.0.10.0/24" >&2
+  exit 1
+}
+
+start_pair_dc() {
+  local d=$1 ip=$2 i
+  if ! ip -o addr show dev lo | grep -q " $ip/"; then
+    ip addr add "$ip/32" dev lo
+    pair_added+=("$ip")
+  fi
+  mkdir -p "$d/run"
+  KRB5_CONFIG=$d/krb5.conf setsid samba -i -M single --debug-stdout -s "$d/etc/smb.conf" >"$d/samba.stdout" 2>&1 &
+  pair_pids+=($!)
+  for i in $(seq 1 600); do
+    if (exec 3<>"/dev/tcp/$ip/389") 2>/dev/null; then return 0; fi
+    kill -0 "${pair_pids[-1]}" 2>/dev/null || { echo "samba in $d exited during start-up:" >&2; tail -20 "$d/samba.stdout" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "samba in $d not listening on $ip:389 after 60 s" >&2
+  exit 1
+}
+
+pair_cleanup() {
+  local pid ip
+  for pid in "${pair_pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+  for pid in "${pair_pids[@]}"; do
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  done
+  pair_pids=()
+  for ip in "${pair_added[@]}"; do ip addr del "$ip/32" dev lo 2>/dev/null || true; done
+  pair_added=()
+}
+
+run_logged() {
+  local log=$1; shift
+  "$@" >>"$log" 2>&1 || { echo "failed: ${*//$ADMIN_PASSWORD/***}" >&2; cat "$log" >&2; exit 1; }
+}
+
 case "${1:-}" in
   missing) missing ;;
   install) install ;;
   template) template ;;
-  *) echo "usage: $0 missing|install|template" >&2; exit 2 ;;
+  pair-template) pair_template ;;
+  pair-check) dir=$(pair_dir); [ -f "$dir/.built" ] && echo "$dir" ;;
+  *) echo "usage: $0 missing|install|template|pair-template|pair-check" >&2; exit 2 ;;
 esac

@@ -40,8 +40,16 @@ type DC struct {
 	AdminUser     string
 	AdminPassword string
 
+	// Name is the DC's NetBIOS host name (the template's, e.g. VM; DC2 for a pair's second DC).
+	Name string
+
 	dir  string
 	lock *os.File
+	// services, extraConf and env are what a pair's DC adds to a lone one: the replication
+	// services and their intervals, and the Kerberos and nss_wrapper environment samba runs in.
+	services  string
+	extraConf string
+	env       []string
 	// addedAddress records that StartDC put Address on lo, so Close takes it off again.
 	addedAddress bool
 	mu           sync.Mutex
@@ -72,20 +80,27 @@ func StartDC(ctx context.Context, opts DCOptions) (*DC, error) {
 	if err != nil {
 		return nil, err
 	}
-	dc, err := prepareDC(tmpl, addr)
+	env, err := readEnvFile(filepath.Join(tmpl, "fixture.env"))
 	if err != nil {
 		_ = lock.Close()
 		return nil, err
 	}
-	dc.lock = lock
-	if dc.addedAddress, err = ensureOnLoopback(addr); err != nil {
+	dir, err := os.MkdirTemp("", "dkm-samba-"+addr+"-")
+	if err != nil {
+		_ = lock.Close()
+		return nil, fmt.Errorf("creating the DC directory: %w", err)
+	}
+	dc := newDC(env, addr, lock, dir, "VM")
+	ca, err := NewCA("dkm-operator test CA for " + addr)
+	if err != nil {
+		dc.Close()
+		return nil, fmt.Errorf("creating the test CA: %w", err)
+	}
+	if err := dc.prepare(tmpl, ca); err != nil {
 		dc.Close()
 		return nil, err
 	}
-	if opts.ReadyTimeout == 0 {
-		opts.ReadyTimeout = 60 * time.Second
-	}
-	if err := dc.start(ctx, opts.ReadyTimeout); err != nil {
+	if err := dc.startFirst(ctx, opts.ReadyTimeout); err != nil {
 		dc.Close()
 		return nil, err
 	}
@@ -94,6 +109,37 @@ func StartDC(ctx context.Context, opts DCOptions) (*DC, error) {
 		return nil, err
 	}
 	return dc, nil
+}
+
+// newDC describes a DC of the template's domain on a claimed address, to live in dir.
+func newDC(env map[string]string, addr string, lock *os.File, dir, name string) *DC {
+	realm := env["REALM"]
+	return &DC{
+		Address:       addr,
+		URL:           "ldaps://" + addr + ":636",
+		StartTLSURL:   "ldap://" + addr + ":389",
+		Realm:         realm,
+		NetBIOS:       env["DOMAIN"],
+		BaseDN:        "DC=" + strings.ReplaceAll(strings.ToLower(realm), ".", ",DC="),
+		AdminUser:     "Administrator@" + realm,
+		AdminPassword: env["ADMIN_PASSWORD"],
+		Name:          name,
+		dir:           dir,
+		lock:          lock,
+		services:      "ldap",
+	}
+}
+
+// startFirst puts the address on lo and starts samba for the first time.
+func (dc *DC) startFirst(ctx context.Context, readyTimeout time.Duration) error {
+	var err error
+	if dc.addedAddress, err = ensureOnLoopback(dc.Address); err != nil {
+		return err
+	}
+	if readyTimeout == 0 {
+		readyTimeout = 60 * time.Second
+	}
+	return dc.start(ctx, readyTimeout)
 }
 
 // sambaTemplate runs hack/samba-dc.sh template (installs Samba and provisions once) and
@@ -108,55 +154,42 @@ func sambaTemplate(ctx context.Context, root string) (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
-// prepareDC copies the template into a fresh directory and writes its smb.conf and TLS files.
-func prepareDC(tmpl, addr string) (*DC, error) {
-	env, err := readEnvFile(filepath.Join(tmpl, "fixture.env"))
-	if err != nil {
-		return nil, err
+// prepare copies the template into the DC's directory and writes its TLS files (a server
+// certificate for its address signed by ca) and smb.conf.
+func (dc *DC) prepare(tmpl string, ca *CA) error {
+	if err := exec.Command("cp", "-a", tmpl+"/.", dc.dir).Run(); err != nil {
+		return fmt.Errorf("copying the Samba template %s: %w", tmpl, err)
 	}
-	dir, err := os.MkdirTemp("", "dkm-samba-"+addr+"-")
-	if err != nil {
-		return nil, fmt.Errorf("creating the DC directory: %w", err)
+	dnsNames := []string{"localhost"}
+	if dc.env != nil { // a pair's DC also answers to its host name, which the pair's hosts map resolves
+		dnsNames = append(dnsNames, dc.hostName())
 	}
-	if err := exec.Command("cp", "-a", tmpl+"/.", dir).Run(); err != nil {
-		_ = os.RemoveAll(dir)
-		return nil, fmt.Errorf("copying the Samba template %s: %w", tmpl, err)
+	if err := writeTLSFiles(filepath.Join(dc.dir, "tls"), ca, dc.Address, dnsNames...); err != nil {
+		return err
 	}
-	realm := env["REALM"]
-	dc := &DC{
-		Address:       addr,
-		URL:           "ldaps://" + addr + ":636",
-		StartTLSURL:   "ldap://" + addr + ":389",
-		Realm:         realm,
-		NetBIOS:       env["DOMAIN"],
-		BaseDN:        "DC=" + strings.ReplaceAll(strings.ToLower(realm), ".", ",DC="),
-		AdminUser:     "Administrator@" + realm,
-		AdminPassword: env["ADMIN_PASSWORD"],
-		dir:           dir,
+	dc.CAPEM, dc.CAFile = ca.CertPEM, filepath.Join(dc.dir, "tls", "ca.pem")
+	if err := os.WriteFile(filepath.Join(dc.dir, "etc", "smb.conf"), []byte(dc.smbConf()), 0o644); err != nil {
+		return fmt.Errorf("writing smb.conf: %w", err)
 	}
-	ca, err := writeTLSFiles(filepath.Join(dir, "tls"), addr)
-	if err != nil {
-		_ = os.RemoveAll(dir)
-		return nil, err
-	}
-	dc.CAPEM, dc.CAFile = ca, filepath.Join(dir, "tls", "ca.pem")
-	if err := os.WriteFile(filepath.Join(dir, "etc", "smb.conf"), []byte(dc.smbConf()), 0o644); err != nil {
-		_ = os.RemoveAll(dir)
-		return nil, fmt.Errorf("writing smb.conf: %w", err)
-	}
-	return dc, nil
+	return nil
 }
 
-// smbConf is the whole configuration of one DC: LDAP only (no winbindd, kdc, smbd), bound to
-// its own loopback address, logging inside its directory.
+// hostName is the DC's DNS name, e.g. dc2.demo.local.
+func (dc *DC) hostName() string {
+	return strings.ToLower(dc.Name + "." + dc.Realm)
+}
+
+// smbConf is the whole configuration of one DC: a lone DC runs LDAP only (no winbindd, kdc,
+// smbd), a pair's DCs add what replication needs; bound to its own loopback address, logging
+// inside its directory.
 func (dc *DC) smbConf() string {
 	d := dc.dir
 	return fmt.Sprintf(`[global]
-	netbios name = VM
+	netbios name = %s
 	realm = %s
 	workgroup = %s
 	server role = active directory domain controller
-	server services = ldap
+	server services = %s
 	interfaces = %s
 	bind interfaces only = yes
 	private dir = %s/private
@@ -174,7 +207,7 @@ func (dc *DC) smbConf() string {
 	tls keyfile = %s/tls/key.pem
 	tls certfile = %s/tls/cert.pem
 	tls cafile = %s/tls/ca.pem
-`, dc.Realm, dc.NetBIOS, dc.Address, d, d, d, d, d, d, d, d, d, d, d)
+%s`, dc.Name, dc.Realm, dc.NetBIOS, dc.services, dc.Address, d, d, d, d, d, d, d, d, d, d, d, dc.extraConf)
 }
 
 // start launches samba in the foreground of a dedicated, locked OS thread whose death (with the
@@ -188,7 +221,7 @@ func (dc *DC) start(ctx context.Context, readyTimeout time.Duration) error {
 	if err := os.MkdirAll(filepath.Join(dc.dir, "run"), 0o755); err != nil {
 		return err
 	}
-	p, err := startSamba(dc.dir)
+	p, err := startSamba(dc.dir, dc.env)
 	if err != nil {
 		return err
 	}
@@ -294,8 +327,11 @@ func (dc *DC) readDomainSID() (string, error) {
 
 // startSamba runs `samba -i -M single` in its own process group (it forks), killed with the
 // calling process.
-func startSamba(dir string) (*Process, error) {
+func startSamba(dir string, env []string) (*Process, error) {
 	cmd := exec.Command("samba", "-i", "-M", "single", "--debug-stdout", "-s", filepath.Join(dir, "etc", "smb.conf"))
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	p, err := StartProcess(cmd, filepath.Join(dir, "samba.stdout"), true)
 	if err != nil {
 		return nil, fmt.Errorf("starting samba (is it installed? hack/samba-dc.sh install): %w", err)

@@ -4,7 +4,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -20,13 +19,7 @@ var sambaFiles = map[string][]string{
 	"samba-dsdb-modules": {"usr/lib/" + multiarch() + "/samba/ldb/samba_dsdb.so", "usr/lib/" + multiarch() + "/samba/ldb/acl.so"},
 	"samba-vfs-modules":  {"usr/lib/" + multiarch() + "/samba/vfs/acl_xattr.so"},
 	"iproute2":           {"sbin/ip"},
-}
-
-func multiarch() string {
-	if runtime.GOARCH == "arm64" {
-		return "aarch64-linux-gnu"
-	}
-	return "x86_64-linux-gnu"
+	"libnss-wrapper":     {"usr/lib/" + multiarch() + "/libnss_wrapper.so"},
 }
 
 // TestSambaInstallCheck runs hack/samba-dc.sh's "is it installed" check against directories laid
@@ -51,17 +44,24 @@ func TestSambaInstallCheck(t *testing.T) {
 		{name: "empty machine", installed: nil, want: all},
 		{
 			name:      "commands without recommends",
-			installed: []string{"samba", "samba-common-bin", "python3-samba", "iproute2"},
+			installed: []string{"samba", "samba-common-bin", "python3-samba", "iproute2", "libnss-wrapper"},
 			want:      []string{"samba-ad-provision", "samba-dsdb-modules", "samba-vfs-modules"},
 		},
 		{
 			name:      "provisioning files without the vfs modules",
-			installed: []string{"samba", "samba-common-bin", "python3-samba", "iproute2", "samba-ad-provision", "samba-dsdb-modules"},
+			installed: []string{"samba", "samba-common-bin", "python3-samba", "iproute2", "libnss-wrapper", "samba-ad-provision", "samba-dsdb-modules"},
 			want:      []string{"samba-vfs-modules"},
 		},
 		{
+			// The pair fixture preloads nss_wrapper into samba; a lone DC does not need it, so
+			// a machine that ran only single-DC tests before lacks exactly this.
+			name:      "everything but nss_wrapper",
+			installed: []string{"samba", "samba-common-bin", "python3-samba", "iproute2", "samba-ad-provision", "samba-dsdb-modules", "samba-vfs-modules"},
+			want:      []string{"libnss-wrapper"},
+		},
+		{
 			name:      "half of a package's files",
-			installed: []string{"samba", "samba-common-bin", "python3-samba", "iproute2", "samba-ad-provision", "samba-vfs-modules"},
+			installed: []string{"samba", "samba-common-bin", "python3-samba", "iproute2", "libnss-wrapper", "samba-ad-provision", "samba-vfs-modules"},
 			partial:   map[string]int{"samba-dsdb-modules": 1},
 			want:      []string{"samba-dsdb-modules"},
 		},
@@ -130,7 +130,7 @@ func TestSambaInstallInstallsWhatIsMissing(t *testing.T) {
 		t.Fatalf("apt-get calls = %q, want an update and one install", lines)
 	}
 	installed := strings.Fields(lines[1])
-	for _, pkg := range []string{"samba-ad-provision", "samba-dsdb-modules", "samba-vfs-modules"} {
+	for _, pkg := range []string{"samba-ad-provision", "samba-dsdb-modules", "samba-vfs-modules", "libnss-wrapper"} {
 		if !slices.Contains(installed, pkg) {
 			t.Errorf("apt-get %s does not install %s", lines[1], pkg)
 		}

@@ -76,26 +76,23 @@ func (ca *CA) Issue(cn string, ips []net.IP, dnsNames []string) (certPEM, keyPEM
 	return pemBlock("CERTIFICATE", der), pemBlock("PRIVATE KEY", keyDER), nil
 }
 
-// writeTLSFiles writes ca.pem, cert.pem and key.pem (0600, as Samba insists) for a DC at addr
-// and returns the CA's PEM.
-func writeTLSFiles(dir, addr string) ([]byte, error) {
+// writeTLSFiles writes ca.pem, cert.pem and key.pem (0600, as Samba insists) for a DC at addr,
+// its certificate signed by ca (one CA per lone DC; one for both DCs of a pair, so a client
+// verifies either with one bundle).
+func writeTLSFiles(dir string, ca *CA, addr string, dnsNames ...string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
+		return err
 	}
-	ca, err := NewCA("dkm-operator test CA for " + addr)
+	cert, key, err := ca.Issue(addr, []net.IP{net.ParseIP(addr)}, dnsNames)
 	if err != nil {
-		return nil, fmt.Errorf("creating the test CA: %w", err)
-	}
-	cert, key, err := ca.Issue(addr, []net.IP{net.ParseIP(addr)}, []string{"localhost"})
-	if err != nil {
-		return nil, fmt.Errorf("issuing the DC certificate: %w", err)
+		return fmt.Errorf("issuing the DC certificate: %w", err)
 	}
 	for name, data := range map[string][]byte{"ca.pem": ca.CertPEM, "cert.pem": cert, "key.pem": key} {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return ca.CertPEM, nil
+	return nil
 }
 
 func pemBlock(kind string, der []byte) []byte {
