@@ -147,13 +147,14 @@ var _ = Describe("Safe-DACL gate", func() {
 		path := f.path("unsafe-rotate")
 		obj := f.dkm("unsafe-rotate", path)
 		obj.Spec.AccessPolicy = dkmv1.AccessAudit
-		obj.Spec.Rotation = &dkmv1.RotationSpec{Period: &metav1.Duration{Duration: 3 * time.Second}}
+		obj.Spec.Rotation = &dkmv1.RotationSpec{Period: &metav1.Duration{Duration: time.Hour}}
 		Expect(k8sClient.Create(ctx, obj)).To(Succeed())
 		expectCondition(ctx, obj, dkmv1.ConditionReady, metav1.ConditionTrue, dkmv1.ReasonReady)
 		template := adDACL(path)
 
 		adAddACE(path, "(A;CI;RP;;;AU)")
 		expectCondition(ctx, obj, dkmv1.ConditionKeyReady, metav1.ConditionFalse, dkmv1.ReasonUnsafeDACL)
+		clockAhead(time.Hour) // a rotation is due from now on
 		frozen := get(ctx, obj)
 		versions := len(adKeys(path))
 		Expect(frozen.Status.Keys).To(HaveLen(versions))

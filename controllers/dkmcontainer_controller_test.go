@@ -245,9 +245,10 @@ var _ = Describe("DKMContainer reconciler", func() {
 
 	It("rotates by adding a version and keeps the old ones", func(ctx context.Context) {
 		obj := f.dkm("rotating", f.path("rotate"))
-		obj.Spec.Rotation = &dkmv1.RotationSpec{Period: &metav1.Duration{Duration: 3 * time.Second}}
+		obj.Spec.Rotation = &dkmv1.RotationSpec{Period: &metav1.Duration{Duration: time.Hour}}
 		Expect(k8sClient.Create(ctx, obj)).To(Succeed())
 		first := expectReady(ctx, obj)
+		clockAhead(time.Hour)
 		Eventually(func() int { return len(get(ctx, obj).Status.Keys) }, eventually).Should(BeNumerically(">=", 2))
 		got := get(ctx, obj)
 		Expect(got.Status.ActiveKeyID).NotTo(Equal(first.Status.ActiveKeyID))

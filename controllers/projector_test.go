@@ -148,7 +148,8 @@ var _ = Describe("Replica projection", func() {
 		// Rotation: every pod's Secret follows the new active key and keeps the old version.
 		cur := get(ctx, obj)
 		patch := client.MergeFrom(cur.DeepCopy())
-		cur.Spec.Rotation = &dkmv1.RotationSpec{Period: &metav1.Duration{Duration: time.Second}}
+		cur.Spec.Rotation = &dkmv1.RotationSpec{Period: &metav1.Duration{Duration: time.Hour}}
+		clockAhead(time.Hour)
 		Expect(k8sClient.Patch(ctx, cur, patch)).To(Succeed())
 		Eventually(func() int { return len(get(ctx, obj).Status.Keys) }, eventually).Should(BeNumerically(">=", 2))
 		for _, name := range []string{"vmm-0", "vmm-1"} {

@@ -25,6 +25,9 @@ type Options struct {
 	LockoutRetry time.Duration
 	// Namespaces are the namespaces the manager's cache watches (CacheOptions); nil: all.
 	Namespaces []string
+	// Now is the reconciler's clock (nil: time.Now). Tests move it forward to make a rotation
+	// due, since rotation.period is at least an hour.
+	Now func() time.Time
 }
 
 // Setup registers the reconciler and the replica projector with mgr around one KeyStore, which
@@ -52,6 +55,7 @@ func Setup(mgr ctrl.Manager, opts Options) (*KeyStore, error) {
 		ClusterID:   opts.ClusterID,
 		Resync:      opts.Resync,
 		Retry:       opts.Retry,
+		Now:         opts.Now,
 
 		LockoutRetry: opts.LockoutRetry,
 		Namespaces:   opts.Namespaces,

@@ -52,7 +52,23 @@ var (
 	suiteBinds = &bindCounter{}
 	// operator is the non-admin account Adopt tests bind as.
 	suiteSeq atomic.Int64
+	// suiteClock is the reconciler's clock.
+	suiteClock = &offsetClock{}
 )
+
+// offsetClock is the wall clock moved forward by an offset a test sets.
+type offsetClock struct{ offset atomic.Int64 }
+
+func (c *offsetClock) now() time.Time { return time.Now().Add(time.Duration(c.offset.Load())) }
+
+// clockAhead moves the reconciler's clock forward by d until the test ends: rotation.period is
+// at least an hour, so this is how a test makes a rotation due. Every reconcile while it is
+// ahead finds the newest key due again (AD's whenCreated is the wall clock); setting it back
+// at the end stops that.
+func clockAhead(d time.Duration) {
+	suiteClock.offset.Store(int64(d))
+	DeferCleanup(func() { suiteClock.offset.Store(0) })
+}
 
 func TestControllers(t *testing.T) {
 	RegisterFailHandler(Fail)
@@ -90,6 +106,7 @@ var _ = BeforeSuite(func(ctx context.Context) {
 		Metrics:     NewMetrics(nil),
 		Resync:      testResync,
 		Retry:       testRetry,
+		Now:         suiteClock.now,
 
 		LockoutRetry: testLockoutRetry,
 	})

@@ -134,7 +134,10 @@ type KeyProtectionSpec struct {
 
 // RotationSpec schedules key rotation. Old key versions are never deleted automatically.
 type RotationSpec struct {
-	// Period after which a new key version is added and made active. Unset: never rotate.
+	// Period after which a new key version is added and made active; at least 1h. Unset: never
+	// rotate. Every rotation adds a version that is kept for good, so a period of seconds would
+	// grow the ring on every reconcile, and zero or a negative value would silently mean never.
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h')",message="rotation.period must be at least 1h (unset it to never rotate)"
 	// +optional
 	Period *metav1.Duration `json:"period,omitempty"`
 }

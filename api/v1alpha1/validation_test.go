@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -80,6 +81,12 @@ func TestCRDValidation(t *testing.T) {
 		{"unknown access policy", func(o *dkmv1.DKMContainer) { o.Spec.AccessPolicy = "Ignore" }, `supported values: "Enforce", "Audit"`},
 		{"Wrapped without KEK", func(o *dkmv1.DKMContainer) { o.Spec.KeyProtection.KEKSecretRef = nil }, "Wrapped needs kekSecretRef"},
 		{"unknown deletion policy", func(o *dkmv1.DKMContainer) { o.Spec.DeletionPolicy = "Purge" }, `supported values: "Retain", "Delete"`},
+		// A period below 1h would add a permanent key version on nearly every reconcile; zero
+		// and negative periods meant "never" without saying so.
+		{"rotation period 1s", rotateEvery("1s"), "rotation.period must be at least 1h"},
+		{"rotation period 59m59s", rotateEvery("59m59s"), "rotation.period must be at least 1h"},
+		{"rotation period 0s", rotateEvery("0s"), "rotation.period must be at least 1h"},
+		{"rotation period -1h", rotateEvery("-1h"), "rotation.period must be at least 1h"},
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {
@@ -91,6 +98,16 @@ func TestCRDValidation(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %q does not mention %q", err, tc.want)
+			}
+		})
+	}
+
+	for _, period := range []string{"1h", "720h"} {
+		t.Run("rotation period "+period+" is accepted", func(t *testing.T) {
+			obj := valid("rotate-" + strings.TrimSuffix(period, "h"))
+			rotateEvery(period)(obj)
+			if err := c.Create(ctx, obj); err != nil {
+				t.Fatalf("create: %v", err)
 			}
 		})
 	}
@@ -122,5 +139,15 @@ func TestCRDValidation(t *testing.T) {
 				t.Fatalf("update: got %v, want Invalid mentioning %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func rotateEvery(period string) func(*dkmv1.DKMContainer) {
+	return func(o *dkmv1.DKMContainer) {
+		d, err := time.ParseDuration(period)
+		if err != nil {
+			panic(err)
+		}
+		o.Spec.Rotation = &dkmv1.RotationSpec{Period: &metav1.Duration{Duration: d}}
 	}
 }
