@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -31,6 +32,12 @@ import (
 )
 
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+
+// LeaderElectionID names the Lease the operator's replicas elect a leader with.
+const LeaderElectionID = "dkm-operator.dkm.io"
+
+// gracefulShutdown is how long stopping runnables may take before the lease is released.
+const gracefulShutdown = 5 * time.Second
 
 func main() {
 	var (
@@ -85,9 +92,21 @@ func run(mo metricsOptions, probeAddr, namespaces string, leaderElect bool, resy
 		Metrics:                metricsServerOptions(mo),
 		HealthProbeBindAddress: probeAddr,
 		LeaderElection:         leaderElect,
-		LeaderElectionID:       "dkm-operator.dkm.io",
-		Cache:                  controllers.CacheOptions(watchNamespaces(namespaces)),
-		WebhookServer:          crwebhook.NewServer(crwebhook.Options{Host: wh.host, Port: wh.port, CertDir: wh.certDir}),
+		LeaderElectionID:       LeaderElectionID,
+		// Out of a cluster (a test, a developer's machine) the lease's namespace cannot be read
+		// from the service account mount; the Deployment sets POD_NAMESPACE to the same one.
+		LeaderElectionNamespace: os.Getenv("POD_NAMESPACE"),
+		// A replica that stops (a rollout, a drain) hands the lease over at once instead of
+		// making the next leader wait out the lease (15 s by default) with no key projected for
+		// new pods. Safe because run returns, and the process exits, as soon as the manager
+		// stopped: nothing acts after the lease is released.
+		LeaderElectionReleaseOnCancel: true,
+		// Bounded below the Deployment's terminationGracePeriodSeconds (10 s), so the release
+		// happens before the kubelet kills the process; a reconcile blocked on a black-holed DC
+		// is abandoned after it.
+		GracefulShutdownTimeout: ptr.To(gracefulShutdown),
+		Cache:                   controllers.CacheOptions(watchNamespaces(namespaces)),
+		WebhookServer:           crwebhook.NewServer(crwebhook.Options{Host: wh.host, Port: wh.port, CertDir: wh.certDir}),
 	})
 	if err != nil {
 		return err

@@ -396,7 +396,8 @@ type operatorProcess struct {
 // ServiceAccount, with what a test machine needs instead: loopback addresses (the metrics
 // endpoint keeps the Deployment's other metrics flags), a temporary certificate directory
 // (filled from the mounted Secret by the test, as the kubelet would) and no leader election.
-func startOperator(t *testing.T, k *kubeWithEgress, binary string, d *appsv1.Deployment) *operatorProcess {
+// extraArgs come last, so they override (--leader-elect=true puts leader election back).
+func startOperator(t *testing.T, k *kubeWithEgress, binary string, d *appsv1.Deployment, extraArgs ...string) *operatorProcess {
 	t.Helper()
 	c := d.Spec.Template.Spec.Containers[0]
 	sa := d.Spec.Template.Spec.ServiceAccountName
@@ -447,6 +448,7 @@ func startOperator(t *testing.T, k *kubeWithEgress, binary string, d *appsv1.Dep
 	})
 	args = append(args, "--leader-elect=false", "--metrics-bind-address="+op.metricsAddr, "--health-probe-bind-address="+op.probeAddr,
 		"--webhook-host=127.0.0.1", "--webhook-port="+webhookPort, "--webhook-cert-dir="+op.certDir)
+	args = append(args, extraArgs...)
 	env := []string{"KUBECONFIG=" + kubeconfigPath, "HOME=" + dir, "PATH=" + os.Getenv("PATH")}
 	for _, e := range c.Env {
 		switch {
