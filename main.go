@@ -45,6 +45,7 @@ func main() {
 		leaderElect           bool
 		resync, retry         time.Duration
 		clusterID             string
+		workers               int
 		mo                    metricsOptions
 		wh                    webhookOptions
 	)
@@ -56,6 +57,8 @@ func main() {
 	flag.StringVar(&namespaces, "namespaces", "", "Comma-separated namespaces to watch (namespaced mode); empty watches all.")
 	flag.DurationVar(&resync, "resync-period", controllers.DefaultResync, "How often a healthy DKMContainer is re-read from AD to catch drift.")
 	flag.DurationVar(&retry, "retry-period", controllers.DefaultRetry, "How soon a condition a person must fix (rights, Secrets) is checked again.")
+	flag.IntVar(&workers, "max-concurrent-reconciles", controllers.DefaultWorkers,
+		"How many DKMContainers are reconciled at once, so that one whose DCs do not answer does not hold back the others.")
 	flag.StringVar(&clusterID, "cluster-id", "", "This cluster's identity in the ownership records written to AD; empty reads the kube-system namespace's UID.")
 	flag.BoolVar(&wh.enabled, "enable-webhook", true, "Serve the pod injection webhook (dkm.io/inject).")
 	flag.StringVar(&wh.host, "webhook-host", "", "Address the webhook server binds to; empty binds every interface.")
@@ -72,13 +75,17 @@ func main() {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("setup")
 
-	if err := run(mo, probeAddr, namespaces, leaderElect, resync, retry, clusterID, wh); err != nil {
+	if workers < 1 {
+		log.Error(nil, "--max-concurrent-reconciles must be at least 1", "value", workers)
+		os.Exit(1)
+	}
+	if err := run(mo, probeAddr, namespaces, leaderElect, resync, retry, clusterID, workers, wh); err != nil {
 		log.Error(err, "operator stopped")
 		os.Exit(1)
 	}
 }
 
-func run(mo metricsOptions, probeAddr, namespaces string, leaderElect bool, resync, retry time.Duration, clusterID string, wh webhookOptions) error {
+func run(mo metricsOptions, probeAddr, namespaces string, leaderElect bool, resync, retry time.Duration, clusterID string, workers int, wh webhookOptions) error {
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return err
@@ -123,6 +130,7 @@ func run(mo metricsOptions, probeAddr, namespaces string, leaderElect bool, resy
 		ClusterID:   clusterID,
 		Resync:      resync,
 		Retry:       retry,
+		Workers:     workers,
 		Namespaces:  watchNamespaces(namespaces),
 	}); err != nil {
 		return err

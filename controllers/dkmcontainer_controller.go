@@ -39,6 +39,10 @@ const (
 	// DefaultRetry is how soon a condition a person must fix (rights, a missing Secret, a
 	// missing parent) is looked at again, so the fix takes effect without further action.
 	DefaultRetry = time.Minute
+	// DefaultWorkers is how many DKMContainers are reconciled at once. A reconcile mostly waits
+	// on LDAP, and one whose DCs black-hole waits up to 16 dial timeouts plus operation
+	// timeouts: with one worker, that domain would hold back every other.
+	DefaultWorkers = 4
 )
 
 // DKMContainerReconciler makes AD match a DKMContainer: the container, its protected DACL, the
@@ -67,6 +71,9 @@ type DKMContainerReconciler struct {
 	// Namespaces are the namespaces the manager watches (nil: all); the metadata-only watch on
 	// the referenced Secrets is confined to them.
 	Namespaces []string
+	// Workers is how many DKMContainers are reconciled at once (default DefaultWorkers). One
+	// DKMContainer is never reconciled by two at once (the work queue guarantees it).
+	Workers int
 
 	// bindFailures is the last terminal bind failure of each DKMContainer (see bindgate.go).
 	bindFailures bindFailures
@@ -201,6 +208,13 @@ func (r *DKMContainerReconciler) resync() time.Duration {
 	return DefaultResync
 }
 
+func (r *DKMContainerReconciler) workers() int {
+	if r.Workers > 0 {
+		return r.Workers
+	}
+	return DefaultWorkers
+}
+
 func (r *DKMContainerReconciler) retry() time.Duration {
 	if r.Retry > 0 {
 		return r.Retry
@@ -227,7 +241,8 @@ func (r *DKMContainerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, replicasProjectedChanged()))).
 		WatchesRawSource(secrets).
 		WithOptions(controller.Options{
-			RateLimiter: NewJitteredBackoff(time.Second, 5*time.Minute),
+			RateLimiter:             NewJitteredBackoff(time.Second, 5*time.Minute),
+			MaxConcurrentReconciles: r.workers(),
 		}).
 		Named("dkmcontainer").
 		Complete(r)

@@ -25,6 +25,8 @@ type Options struct {
 	LockoutRetry time.Duration
 	// Namespaces are the namespaces the manager's cache watches (CacheOptions); nil: all.
 	Namespaces []string
+	// Workers is how many DKMContainers are reconciled at once (default DefaultWorkers).
+	Workers int
 	// Now is the reconciler's clock (nil: time.Now). Tests move it forward to make a rotation
 	// due, since rotation.period is at least an hour.
 	Now func() time.Time
@@ -56,6 +58,7 @@ func Setup(mgr ctrl.Manager, opts Options) (*KeyStore, error) {
 		Resync:      opts.Resync,
 		Retry:       opts.Retry,
 		Now:         opts.Now,
+		Workers:     opts.Workers,
 
 		LockoutRetry: opts.LockoutRetry,
 		Namespaces:   opts.Namespaces,
