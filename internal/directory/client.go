@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -91,11 +92,16 @@ func (c *Client) touch(now time.Time) { c.used.Store(now.UnixNano()) }
 
 func (c *Client) lastUsed() time.Time { return time.Unix(0, c.used.Load()) }
 
-// record counts op and reports its outcome to the pool's observer.
-func (c *Client) record(op string, err *Error) {
+// count counts op in Ops without reporting it to the observer.
+func (c *Client) count(op string) {
 	c.countMu.Lock()
 	c.counts[op]++
 	c.countMu.Unlock()
+}
+
+// record counts op and reports its outcome to the pool's observer.
+func (c *Client) record(op string, err *Error) {
+	c.count(op)
 	result := "ok"
 	if err != nil {
 		result = err.Kind.String()
@@ -356,11 +362,12 @@ func (c *Client) close() {
 	c.dropConn()
 }
 
-// search runs one search request (idempotent: retried once on a dead reused connection).
+// search runs one search to its end (idempotent: retried once, from its first page, on a dead
+// reused connection: a paging cookie belongs to the connection).
 func (c *Client) search(ctx context.Context, req *ldap.SearchRequest) (*ldap.SearchResult, error) {
 	var res *ldap.SearchResult
 	err := c.run(ctx, "search", req.BaseDN, true, nil, func(conn *ldap.Conn) error {
-		r, err := conn.Search(req)
+		r, err := c.searchPages(conn, req)
 		res = r
 		return err
 	})
@@ -368,6 +375,44 @@ func (c *Client) search(ctx context.Context, req *ldap.SearchRequest) (*ldap.Sea
 		return nil, err
 	}
 	return res, nil
+}
+
+// OpSearchPage counts, in Ops, the pages of paged searches the DC answered.
+const OpSearchPage = "search page"
+
+// searchPages reads every entry a search matches. A one-level or subtree search asks for pages
+// (the simple paged results control, RFC 2696) and follows the cookie to the last one: a DC
+// answers a search that matches more entries than its MaxPageSize (1,000 by default on Windows)
+// without paging with sizeLimitExceeded (KindSizeLimit), so a container with about a thousand
+// key versions could not be read. Each page is one request under OpTimeout.
+func (c *Client) searchPages(conn *ldap.Conn, req *ldap.SearchRequest) (*ldap.SearchResult, error) {
+	if req.Scope == ldap.ScopeBaseObject {
+		return conn.Search(req)
+	}
+	paging := ldap.NewControlPaging(c.pool.pageSize)
+	paged := *req
+	paged.Controls = append(slices.Clone(req.Controls), paging)
+	out := &ldap.SearchResult{}
+	for {
+		page, err := conn.Search(&paged)
+		if page != nil {
+			out.Entries = append(out.Entries, page.Entries...)
+			out.Referrals = append(out.Referrals, page.Referrals...)
+			out.Controls = page.Controls
+		}
+		if err != nil {
+			return out, err
+		}
+		next, _ := ldap.FindControl(page.Controls, ldap.ControlTypePaging).(*ldap.ControlPaging)
+		if next == nil {
+			return out, nil // the DC did not page: this was all
+		}
+		c.count(OpSearchPage)
+		if len(next.Cookie) == 0 {
+			return out, nil
+		}
+		paging.SetCookie(next.Cookie)
+	}
 }
 
 // sdFlagsDACL is the SD flags control asking for (or writing) the DACL only: never the

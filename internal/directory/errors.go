@@ -53,6 +53,10 @@ const (
 	// KindConflict: a compare-and-swap modify found another value than the one it expected
 	// (another writer changed it first).
 	KindConflict
+	// KindSizeLimit: the DC stopped a search at its size limit (LDAP 4): more entries match
+	// than it returns for one search (MaxPageSize without paging, or MaxResultSetSize).
+	// Retrying does not help; an administrator must raise the limit.
+	KindSizeLimit
 )
 
 var kindNames = [...]string{
@@ -70,6 +74,7 @@ var kindNames = [...]string{
 	KindTLS:                "tls",
 	KindConfig:             "config",
 	KindConflict:           "conflict",
+	KindSizeLimit:          "size_limit",
 }
 
 // String is a stable snake_case name, usable as a metric label.
@@ -109,6 +114,8 @@ func (k Kind) describe() string {
 		return "invalid directory configuration"
 	case KindConflict:
 		return "changed by another writer"
+	case KindSizeLimit:
+		return "size limit exceeded (more entries match than the DC returns for one search; check its MaxPageSize and MaxResultSetSize query policy)"
 	default:
 		return "directory error"
 	}
@@ -258,6 +265,8 @@ func kindOfLDAP(op string, lerr *ldap.Error) Kind {
 		return KindNoSuchObject
 	case ldap.LDAPResultEntryAlreadyExists:
 		return KindAlreadyExists
+	case ldap.LDAPResultSizeLimitExceeded:
+		return KindSizeLimit
 	case ldap.LDAPResultInvalidDNSyntax, ldap.LDAPResultNamingViolation:
 		return KindInvalidDN
 	case ldap.LDAPResultNoSuchAttribute, ldap.LDAPResultUndefinedAttributeType,

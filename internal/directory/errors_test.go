@@ -37,6 +37,7 @@ func TestClassify(t *testing.T) {
 		{"invalid attribute syntax", "modify", ldapErr(21, "syntax"), KindConstraint},
 		{"object class violation", "add", ldapErr(65, "class"), KindConstraint},
 		{"not allowed on non-leaf", "delete", ldapErr(66, "children"), KindConstraint},
+		{"size limit exceeded", "search", ldapErr(4, "Size limit exceeded"), KindSizeLimit},
 		{"busy", "search", ldapErr(51, "busy"), KindTransient},
 		{"unavailable", "search", ldapErr(52, "unavailable"), KindTransient},
 		{"server down", "search", ldapErr(81, "down"), KindTransient},

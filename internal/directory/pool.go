@@ -13,6 +13,7 @@ type Pool struct {
 	observer     func(op, result string)
 	principalTTL time.Duration
 	idleTimeout  time.Duration
+	pageSize     uint32
 	now          func() time.Time
 
 	mu      sync.Mutex
@@ -42,11 +43,26 @@ func WithIdleTimeout(d time.Duration) PoolOption {
 	return func(p *Pool) { p.idleTimeout = d }
 }
 
+// DefaultPageSize is the page size of paged searches: AD's default MaxPageSize, the most a
+// Windows DC returns for one search request.
+const DefaultPageSize = 1000
+
+// WithPageSize sets the page size of paged searches (default DefaultPageSize). A DC returns at
+// most its own MaxPageSize per page whatever is asked; tests ask for less to page sooner.
+func WithPageSize(n uint32) PoolOption {
+	return func(p *Pool) {
+		if n > 0 {
+			p.pageSize = n
+		}
+	}
+}
+
 // NewPool returns an empty pool.
 func NewPool(opts ...PoolOption) *Pool {
 	p := &Pool{
 		principalTTL: 5 * time.Minute,
 		idleTimeout:  15 * time.Minute,
+		pageSize:     DefaultPageSize,
 		now:          time.Now,
 		clients:      map[[32]byte]*Client{},
 	}
