@@ -109,12 +109,22 @@ func (r *DKMContainerReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	}
 
 	s := newScope(obj, r.now())
+	// Before AD is tried (a down DC can take dial timeouts to fail): after a restart, serve
+	// new replicas from their Secrets at once.
+	r.recoverKeys(ctx, s)
 	result, err := r.runPhases(ctx, s)
 	if perr := r.patchStatus(ctx, s); perr != nil {
 		return ctrl.Result{}, errors.Join(err, perr)
 	}
 	if err != nil {
 		r.Metrics.ReconcileError(s.failureReason())
+		if r.Keys.Recovered(req.NamespacedName) {
+			// Keys served from replica Secrets: try AD again soon, not after a backoff that
+			// has grown to minutes.
+			logf.FromContext(ctx).Info("transient failure while serving keys from replica Secrets; trying AD again soon",
+				"reason", s.failureReason(), "error", err.Error(), "after", ReplicaKeysProbe)
+			return ctrl.Result{RequeueAfter: jitter(ReplicaKeysProbe)}, nil
+		}
 		logf.FromContext(ctx).Info("transient failure; will retry with backoff", "reason", s.failureReason(), "error", err.Error())
 	}
 	return result, err
@@ -143,6 +153,7 @@ func (r *DKMContainerReconciler) runPhases(ctx context.Context, s *scope) (ctrl.
 				markBlocked(s.obj, later.condition, p.condition)
 			}
 		}
+		r.markKeysNotRead(s, p.condition)
 		s.finish()
 		var stop *stopError
 		if errors.As(err, &stop) {

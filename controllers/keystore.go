@@ -13,18 +13,24 @@ import (
 // KeyStore holds, per DKMContainer, the key ring the reconciler last read from AD. The projector
 // serves pods from it, so a new replica gets its key without an LDAP round trip, and pods keep
 // being served the last known keys while the directory is down (docs/design.md, rule 3).
+//
+// After a restart, until AD answers, it may hold a ring recovered from the replica Secrets
+// instead (Recover, keyrecovery.go); the first ring read from AD replaces it.
 type KeyStore struct {
-	mu      sync.RWMutex
-	rings   map[types.NamespacedName]*keys.Ring
-	changes chan event.TypedGenericEvent[*dkmv1.DKMContainer]
+	mu    sync.RWMutex
+	rings map[types.NamespacedName]*keys.Ring
+	// recovered marks the rings that came from replica Secrets, not from AD.
+	recovered map[types.NamespacedName]bool
+	changes   chan event.TypedGenericEvent[*dkmv1.DKMContainer]
 }
 
 // NewKeyStore returns an empty store. Changes are announced on a buffered channel the projector
 // watches (a source.Channel).
 func NewKeyStore() *KeyStore {
 	return &KeyStore{
-		rings:   map[types.NamespacedName]*keys.Ring{},
-		changes: make(chan event.TypedGenericEvent[*dkmv1.DKMContainer], 1024),
+		rings:     map[types.NamespacedName]*keys.Ring{},
+		recovered: map[types.NamespacedName]bool{},
+		changes:   make(chan event.TypedGenericEvent[*dkmv1.DKMContainer], 1024),
 	}
 }
 
@@ -35,8 +41,8 @@ func (s *KeyStore) Get(name types.NamespacedName) *keys.Ring {
 	return s.rings[name]
 }
 
-// Set stores a ring and announces it when it differs (another active key or other versions)
-// from the one held. It reports whether it changed.
+// Set stores a ring read from AD and announces it when it differs (another active key or other
+// versions) from the one held. It reports whether it changed.
 func (s *KeyStore) Set(obj *dkmv1.DKMContainer, ring *keys.Ring) bool {
 	name := types.NamespacedName{Namespace: obj.Namespace, Name: obj.Name}
 	s.mu.Lock()
@@ -44,6 +50,24 @@ func (s *KeyStore) Set(obj *dkmv1.DKMContainer, ring *keys.Ring) bool {
 	changed := !sameRing(old, ring)
 	if changed {
 		s.rings[name] = ring
+	}
+	delete(s.recovered, name)
+	s.mu.Unlock()
+	if changed {
+		s.announce(obj)
+	}
+	return changed
+}
+
+// Recover stores a ring recovered from replica Secrets, only while none is held: a ring read
+// from AD is never replaced by one that was not. It reports whether it stored the ring.
+func (s *KeyStore) Recover(obj *dkmv1.DKMContainer, ring *keys.Ring) bool {
+	name := types.NamespacedName{Namespace: obj.Namespace, Name: obj.Name}
+	s.mu.Lock()
+	changed := s.rings[name] == nil
+	if changed {
+		s.rings[name] = ring
+		s.recovered[name] = true
 	}
 	s.mu.Unlock()
 	if changed {
@@ -56,7 +80,19 @@ func (s *KeyStore) Set(obj *dkmv1.DKMContainer, ring *keys.Ring) bool {
 func (s *KeyStore) Forget(name types.NamespacedName) {
 	s.mu.Lock()
 	delete(s.rings, name)
+	delete(s.recovered, name)
 	s.mu.Unlock()
+}
+
+// Recovered reports whether the ring held for a DKMContainer came from replica Secrets, AD not
+// having been read since the operator started.
+func (s *KeyStore) Recovered(name types.NamespacedName) bool {
+	if s == nil {
+		return false // a reconciler built without a store (unit tests) recovers nothing
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.recovered[name]
 }
 
 // Changes is the channel of DKMContainers whose ring changed.

@@ -40,6 +40,9 @@ type scope struct {
 	// restore is the verified copy of lost keys to write back (restore.go), set when the
 	// restore annotation names a lost key.
 	restore *heldKeys
+
+	// recoveryRefused says why the keys were not recovered from replica Secrets (keyrecovery.go).
+	recoveryRefused string
 }
 
 func newScope(obj *dkmv1.DKMContainer, now time.Time) *scope {

@@ -81,6 +81,10 @@ const (
 	// ReasonKeyWriteRaced: another writer changed the DC Manager or CryptoPolicy first; the
 	// next reconcile reads what it wrote.
 	ReasonKeyWriteRaced = "KeyWriteRaced"
+	// ReasonKeysFromReplicaSecrets (KeyReady Unknown): AD has not been read since the operator
+	// started; the key versions recorded in status are served to new replicas from the existing
+	// replica Secrets, each one checked against its recorded fingerprint, until AD answers.
+	ReasonKeysFromReplicaSecrets = "KeysFromReplicaSecrets"
 
 	// ReplicasProjected reasons.
 	ReasonKeysNotLoaded    = "KeysNotLoaded"

@@ -59,6 +59,8 @@ var (
 	ErrActiveKeyNotFound = errors.New("active key not found")
 	// ErrDuplicateKeyID: two stored key versions carry the same key ID.
 	ErrDuplicateKeyID = errors.New("duplicate key ID")
+	// ErrNoMatchingCopy: no copy of a key version outside AD has the fingerprint recorded for it.
+	ErrNoMatchingCopy = errors.New("no copy matches the recorded fingerprint")
 	// ErrUnknownMode: a protection mode other than Wrapped or Plain.
 	ErrUnknownMode = errors.New("unknown key protection mode")
 )
