@@ -94,6 +94,15 @@ func (p *Process) Stop(grace time.Duration) error {
 	return p.stopErr
 }
 
+// Kill ends the process at once with SIGKILL, as a crash would (no shutdown code runs), and
+// waits for it. Stop after Kill does nothing.
+func (p *Process) Kill() {
+	p.stopOnce.Do(func() {
+		p.signal(syscall.SIGKILL)
+		<-p.done
+	})
+}
+
 func (p *Process) signal(sig syscall.Signal) {
 	if p.group {
 		_ = syscall.Kill(-p.cmd.Process.Pid, sig)

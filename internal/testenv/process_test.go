@@ -50,6 +50,28 @@ func TestProcessStop(t *testing.T) {
 	}
 }
 
+// TestProcessKill: Kill is a crash, so a handler for SIGTERM never runs.
+func TestProcessKill(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command("sh", "-c", "trap 'echo graceful > term; exit 0' TERM; sleep 30 & wait")
+	cmd.Dir = dir
+	p, err := StartProcess(cmd, filepath.Join(dir, "log"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // let the shell install its trap
+	p.Kill()
+	if !p.Exited() {
+		t.Fatal("Kill returned while the process runs")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "term")); err == nil {
+		t.Error("the SIGTERM handler ran: Kill stopped the process politely")
+	}
+	if err := p.Stop(time.Second); err != nil {
+		t.Errorf("Stop after Kill: %v", err)
+	}
+}
+
 // waitChild reads the PID a group test's shell wrote for its background child.
 func waitChild(t *testing.T, dir string, group bool) int {
 	t.Helper()
