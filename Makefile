@@ -80,6 +80,14 @@ clean-env: ## Stop anything a test run left behind and remove the built test env
 	hack/leftovers.sh --kill || true
 	rm -rf bin/
 
+# make chaos: many random fault schedules (test/chaos); CHAOS_SEED=N[,M] replays given seeds.
+CHAOS_COUNT ?= 20
+CHAOS_STEPS ?= 12
+.PHONY: chaos
+chaos: test-env ## Randomized fault schedules against the operator binary: CHAOS_COUNT (default 20) schedules, CHAOS_SEED=N replays one.
+	go test ./test/chaos -run TestChaos -count=1 -v -timeout 120m -chaos.count=$(CHAOS_COUNT) -chaos.steps=$(CHAOS_STEPS) \
+	  $(if $(CHAOS_SEED),-chaos.seed=$(CHAOS_SEED)) $(GO_TEST_FLAGS)
+
 BENCH_FLAGS ?=
 .PHONY: bench
 bench: ## Time from pod to key Secret (1/100/1000 pods) vs a bare Secret create; envtest only, no Samba.
