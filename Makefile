@@ -83,9 +83,10 @@ clean-env: ## Stop anything a test run left behind and remove the built test env
 # make chaos: many random fault schedules (test/chaos); CHAOS_SEED=N[,M] replays given seeds.
 CHAOS_COUNT ?= 20
 CHAOS_STEPS ?= 12
+CHAOS_DCS ?= 2
 .PHONY: chaos
-chaos: test-env ## Randomized fault schedules against the operator binary: CHAOS_COUNT (default 20) schedules, CHAOS_SEED=N replays one.
-	go test ./test/chaos -run TestChaos -count=1 -v -timeout 120m -chaos.count=$(CHAOS_COUNT) -chaos.steps=$(CHAOS_STEPS) \
+chaos: test-env ## Randomized fault schedules against the operator binary and two replicating DCs: CHAOS_COUNT (default 20) schedules, CHAOS_SEED=N replays one.
+	go test ./test/chaos -run TestChaos -count=1 -v -timeout 120m -chaos.count=$(CHAOS_COUNT) -chaos.steps=$(CHAOS_STEPS) -chaos.dcs=$(CHAOS_DCS) \
 	  $(if $(CHAOS_SEED),-chaos.seed=$(CHAOS_SEED)) $(GO_TEST_FLAGS)
 
 BENCH_FLAGS ?=

@@ -203,7 +203,7 @@ func runSchedule(ctx context.Context, t *testing.T, w *world, s Schedule, n int)
 		}
 		fmt.Fprintf(&b, "trace:\n  %s\n", strings.Join(r.traceCopy(), "\n  "))
 		for c, path := range r.operatorLogs() {
-			fmt.Fprintf(&b, "--- operator log %s (last lines) ---\n%s\n", c, operatorLines(tailFile(path, 25)))
+			fmt.Fprintf(&b, "--- operator log %s (last lines) ---\n%s\n", c, operatorLines(tailFile(path, 2000), 25))
 		}
 		t.Error(b.String())
 	} else if testing.Verbose() {
@@ -589,9 +589,9 @@ func tailFile(path string, n int) string {
 	return (&operator{log: path}).tail(n)
 }
 
-// operatorLines keeps what explains a failure from an operator log: no start-up chatter, no
-// stack traces, each line cut to 300 characters.
-func operatorLines(log string) string {
+// operatorLines keeps the last n lines that explain a failure from an operator log: no start-up
+// chatter, no stack traces, each line cut to 300 characters.
+func operatorLines(log string, n int) string {
 	var out []string
 	for line := range strings.SplitSeq(log, "\n") {
 		if strings.Contains(line, `"msg":"Starting `) {
@@ -605,7 +605,7 @@ func operatorLines(log string) string {
 		}
 		out = append(out, line)
 	}
-	return strings.Join(out, "\n")
+	return strings.Join(out[max(0, len(out)-n):], "\n")
 }
 
 // sampleStatus logs each change of the DKMContainers' conditions into the trace.

@@ -2,6 +2,8 @@ package chaos
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -130,13 +132,46 @@ func startWorld(ctx context.Context, t *testing.T) *world {
 	return w
 }
 
+// pairDomain is two replicating DCs (testenv.StartPair): DC1 is the PDC emulator.
+type pairDomain struct{ p *testenv.Pair }
+
+func (d pairDomain) DCs() []*testenv.DC                     { return []*testenv.DC{d.p.DC1, d.p.DC2} }
+func (d pairDomain) Stop(i int) error                       { return d.DCs()[i].Stop() }
+func (d pairDomain) Start(ctx context.Context, i int) error { return d.DCs()[i].Start(ctx) }
+func (d pairDomain) Close()                                 { d.p.Close() }
+
+func (d pairDomain) Replicate(ctx context.Context, from, to int) error {
+	return d.p.Replicate(ctx, d.DCs()[to], d.DCs()[from])
+}
+
+// Hold disables inbound replication on both DCs (it survives a restart, as in AD).
+func (d pairDomain) Hold(ctx context.Context) error {
+	return errors.Join(d.p.HoldReplication(ctx, d.p.DC1), d.p.HoldReplication(ctx, d.p.DC2))
+}
+
+func (d pairDomain) Release(ctx context.Context) error {
+	return errors.Join(d.p.ReleaseReplication(ctx, d.p.DC1), d.p.ReleaseReplication(ctx, d.p.DC2))
+}
+
+// dcsFlag picks the domain: one DC, or the replicating pair (issue 13's fixture). One is the
+// default until the operator's durable commit (a key is projected only once N DCs hold it) is
+// on main: against the pair, every schedule of an operator without it breaks invariant 1.
+var dcsFlag = flag.Int("chaos.dcs", envInt("CHAOS_DCS", 1), "domain controllers: 1, or 2 (a replicating pair)")
+
 // startDomain starts the DCs the suite runs on.
 func startDomain(ctx context.Context) (domain, error) {
-	dc, err := testenv.StartDC(ctx, testenv.DCOptions{})
+	if *dcsFlag == 1 {
+		dc, err := testenv.StartDC(ctx, testenv.DCOptions{})
+		if err != nil {
+			return nil, err
+		}
+		return singleDC{dc}, nil
+	}
+	p, err := testenv.StartPair(ctx, testenv.PairOptions{})
 	if err != nil {
 		return nil, err
 	}
-	return singleDC{dc}, nil
+	return pairDomain{p}, nil
 }
 
 // startCluster starts an etcd and kube-apiserver with the CRDs and writes an admin kubeconfig
