@@ -43,10 +43,9 @@ const (
 	// both DCs agree and every replica holds the active key.
 	healTimeout = 90 * time.Second
 	dkmName     = "vmm"
-	// rotationPeriod is the spec.rotation.period a RotateKey step sets for the step's pause:
-	// short, so the reconcile the spec change starts rotates (the key's age is read from AD's
-	// whenCreated, in whole seconds).
-	rotationPeriod = 100 * time.Millisecond
+	// rotationPeriod is the spec.rotation.period a RotateKey step sets for the step's pause (the
+	// least the API server accepts), and how far it moves the operators' clocks meanwhile.
+	rotationPeriod = time.Hour
 )
 
 func envInt(name string, def int) int {
@@ -212,6 +211,9 @@ func runSchedule(ctx context.Context, t *testing.T, w *world, s Schedule, n int)
 	return res
 }
 
+// clockFile holds how far the operators' clocks run ahead (see test/chaos/operator).
+func (r *run) clockFile() string { return filepath.Join(r.logDir, "clock-offset") }
+
 func (r *run) since() time.Duration { return time.Since(r.start) }
 
 func (r *run) logf(format string, args ...any) {
@@ -276,12 +278,18 @@ func (r *run) apply(ctx, wctx context.Context, watchers *sync.WaitGroup, st Step
 		r.mu.Unlock()
 		return nil
 	case RotateKey:
+		// rotation.period is at least 1h: the operators' clocks run an hour ahead while the
+		// period is set, so the reconcile the spec change starts finds the rotation due.
 		open := time.Now()
+		if err := os.WriteFile(r.clockFile(), []byte(rotationPeriod.String()), 0o600); err != nil {
+			return err
+		}
 		r.setRotation(ctx, &metav1.Duration{Duration: rotationPeriod})
 		sleep(ctx, st.Pause)
 		r.setRotation(ctx, nil)
+		err := os.WriteFile(r.clockFile(), []byte("0s"), 0o600)
 		r.rec.rotationWindow(window{open: open, close: time.Now()})
-		return nil
+		return err
 	case RotateKEK:
 		return r.rotateKEK(ctx)
 	case AddReplica:
@@ -554,7 +562,7 @@ func (r *run) startOperator(c int) {
 		return
 	}
 	r.opRuns[c]++
-	op, err := r.w.startOperator(r.clusters[c], filepath.Join(r.logDir, fmt.Sprintf("operator-%s-%d.log", ClusterName(c), r.opRuns[c])))
+	op, err := r.w.startOperator(r.clusters[c], filepath.Join(r.logDir, fmt.Sprintf("operator-%s-%d.log", ClusterName(c), r.opRuns[c])), r.clockFile())
 	if err != nil {
 		r.t.Fatal(err)
 	}

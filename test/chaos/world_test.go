@@ -208,14 +208,15 @@ func writeKubeconfig(t *testing.T, env *envtest.Environment, name string) string
 	return path
 }
 
-// buildOperator builds main.go (the real operator binary): a crash is a SIGKILL of a process.
+// buildOperator builds ./test/chaos/operator (the operator's controllers wired as main.go wires
+// them, with a clock a schedule can move): a crash is a SIGKILL of a process.
 func buildOperator(ctx context.Context, dir string) (string, error) {
 	root, err := testenv.RepoRoot()
 	if err != nil {
 		return "", err
 	}
-	path := filepath.Join(dir, "manager")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", path, ".")
+	path := filepath.Join(dir, "operator")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", path, "./test/chaos/operator")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build of the operator: %v\n%s", err, out)
@@ -229,14 +230,13 @@ type operator struct {
 	log  string
 }
 
-// startOperator runs the operator binary for cluster c, logging to logPath. No leader election:
-// a restarted operator acts at once, as a new pod would after the old one's lease expired.
-func (w *world) startOperator(c *cluster, logPath string) (*operator, error) {
+// startOperator runs the operator binary for cluster c, logging to logPath, its clock ahead by
+// what clockFile says. No leader election: a restarted operator acts at once, as a new pod would
+// after the old one's lease expired.
+func (w *world) startOperator(c *cluster, logPath, clockFile string) (*operator, error) {
 	cmd := exec.Command(w.binary,
-		"--leader-elect=false", "--enable-webhook=false",
-		"--metrics-bind-address=0", "--health-probe-bind-address=0",
 		"--resync-period="+operatorResync.String(), "--retry-period="+operatorRetry.String(),
-		"--zap-devel=false")
+		"--clock-offset-file="+clockFile, "--zap-devel=false")
 	cmd.Env = []string{"KUBECONFIG=" + c.kubeconfig, "HOME=" + filepath.Dir(logPath), "PATH=" + os.Getenv("PATH")}
 	p, err := testenv.StartProcess(cmd, logPath, false)
 	if err != nil {
