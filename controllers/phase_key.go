@@ -85,6 +85,16 @@ func (r *DKMContainerReconciler) reconcileKey(ctx context.Context, s *scope) err
 	r.Metrics.KeyAge(s.obj, s.now.Sub(ring.Active().Created))
 	recordKeys(s.obj, r.owner(s.obj), manager, ring)
 	active := ring.Active()
+	if period, ok := configuredRotation(s.obj); ok && period < dkmv1.MinRotationPeriod {
+		// Stored before the API server checked it: every version is kept for good, so a period
+		// of seconds would add one per reconcile, and zero or less would silently mean never.
+		msg := fmt.Sprintf("spec.rotation.period %s is below the minimum %s: nothing is rotated until it is fixed "+
+			"(active key %s (%s), %d version(s) in %s, is served)", period, dkmv1.MinRotationPeriod,
+			active.ID, active.Fingerprint, ring.Len(), manager.DN)
+		markFalse(s.obj, cond, dkmv1.ReasonInvalidRotationPeriod, msg)
+		r.warn(s.obj, dkmv1.ReasonInvalidRotationPeriod, "RotateKey", msg)
+		return stop(dkmv1.ReasonInvalidRotationPeriod)
+	}
 	markTrue(s.obj, cond, dkmv1.ReasonReady, fmt.Sprintf("active key %s (%s), %d version(s) in %s",
 		active.ID, active.Fingerprint, ring.Len(), manager.DN))
 	return nil
@@ -337,11 +347,21 @@ func keyDN(m *directory.Manager, id string) string {
 	return ""
 }
 
-func rotationPeriod(obj *dkmv1.DKMContainer) (period time.Duration) {
-	if obj.Spec.Rotation != nil && obj.Spec.Rotation.Period != nil {
-		return obj.Spec.Rotation.Period.Duration
+// rotationPeriod is the period rotation runs on; 0 (never) when none is set or the one set is
+// below dkmv1.MinRotationPeriod (reconcileKey reports that).
+func rotationPeriod(obj *dkmv1.DKMContainer) time.Duration {
+	if period, ok := configuredRotation(obj); ok && period >= dkmv1.MinRotationPeriod {
+		return period
 	}
 	return 0
+}
+
+// configuredRotation is spec.rotation.period as set, and whether it is.
+func configuredRotation(obj *dkmv1.DKMContainer) (time.Duration, bool) {
+	if obj.Spec.Rotation != nil && obj.Spec.Rotation.Period != nil {
+		return obj.Spec.Rotation.Period.Duration, true
+	}
+	return 0, false
 }
 
 // recordKeys writes the key object and the fingerprints (never key bytes) into status.

@@ -85,6 +85,9 @@ const (
 	// started; the key versions recorded in status are served to new replicas from the existing
 	// replica Secrets, each one checked against its recorded fingerprint, until AD answers.
 	ReasonKeysFromReplicaSecrets = "KeysFromReplicaSecrets"
+	// ReasonInvalidRotationPeriod: spec.rotation.period is below MinRotationPeriod (stored before
+	// the API server checked it). Keys are loaded and served; nothing is rotated until it is fixed.
+	ReasonInvalidRotationPeriod = "InvalidRotationPeriod"
 
 	// ReplicasProjected reasons.
 	ReasonKeysNotLoaded    = "KeysNotLoaded"

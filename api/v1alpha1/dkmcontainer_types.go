@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"time"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -131,6 +133,9 @@ type KeyProtectionSpec struct {
 	// +optional
 	KEKSecretRef *SecretReference `json:"kekSecretRef,omitempty"`
 }
+
+// MinRotationPeriod is the shortest rotation.period: the CEL rule on the field says the same.
+const MinRotationPeriod = time.Hour
 
 // RotationSpec schedules key rotation. Old key versions are never deleted automatically.
 type RotationSpec struct {
