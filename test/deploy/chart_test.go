@@ -252,6 +252,7 @@ priorityClassName: system-cluster-critical
 resources: {requests: {cpu: 50m, memory: 100Mi}, limits: {cpu: "1", memory: 1Gi}}
 resyncPeriod: 15m
 retryPeriod: 30s
+maxConcurrentReconciles: 8
 extraArgs: [--zap-log-level=debug]
 serviceAccount: {annotations: {example.com/role: dkm}}
 `), 0o600); err != nil {
@@ -271,6 +272,7 @@ serviceAccount: {annotations: {example.com/role: dkm}}
 		"priorityClassName": pod.PriorityClassName == "system-cluster-critical",
 		"resources":         c.Resources.Limits.Memory().String() == "1Gi" && c.Resources.Requests.Cpu().String() == "50m",
 		"periods":           slices.Contains(c.Args, "--resync-period=15m") && slices.Contains(c.Args, "--retry-period=30s"),
+		"workers":           slices.Contains(c.Args, "--max-concurrent-reconciles=8"),
 		"extraArgs":         slices.Contains(c.Args, "--zap-log-level=debug"),
 		"serviceAccount":    objs.one(t, "ServiceAccount").GetAnnotations()["example.com/role"] == "dkm",
 	}
