@@ -43,6 +43,7 @@ func main() {
 	var (
 		probeAddr, namespaces string
 		leaderElect           bool
+		changeNotification    bool
 		resync, retry         time.Duration
 		clusterID             string
 		workers               int
@@ -56,6 +57,8 @@ func main() {
 	flag.BoolVar(&leaderElect, "leader-elect", true, "Elect a leader so that only one of several operator replicas acts.")
 	flag.StringVar(&namespaces, "namespaces", "", "Comma-separated namespaces to watch (namespaced mode); empty watches all.")
 	flag.DurationVar(&resync, "resync-period", controllers.DefaultResync, "How often a healthy DKMContainer is re-read from AD to catch drift.")
+	flag.BoolVar(&changeNotification, "change-notification", true,
+		"Watch the DKM containers with AD change notification, so a change in AD is reconciled at once; the resync period stays as the net.")
 	flag.DurationVar(&retry, "retry-period", controllers.DefaultRetry, "How soon a condition a person must fix (rights, Secrets) is checked again.")
 	flag.IntVar(&workers, "max-concurrent-reconciles", controllers.DefaultWorkers,
 		"How many DKMContainers are reconciled at once, so that one whose DCs do not answer does not hold back the others.")
@@ -79,13 +82,13 @@ func main() {
 		log.Error(nil, "--max-concurrent-reconciles must be at least 1", "value", workers)
 		os.Exit(1)
 	}
-	if err := run(mo, probeAddr, namespaces, leaderElect, resync, retry, clusterID, workers, wh); err != nil {
+	if err := run(mo, probeAddr, namespaces, leaderElect, changeNotification, resync, retry, clusterID, workers, wh); err != nil {
 		log.Error(err, "operator stopped")
 		os.Exit(1)
 	}
 }
 
-func run(mo metricsOptions, probeAddr, namespaces string, leaderElect bool, resync, retry time.Duration, clusterID string, workers int, wh webhookOptions) error {
+func run(mo metricsOptions, probeAddr, namespaces string, leaderElect, changeNotification bool, resync, retry time.Duration, clusterID string, workers int, wh webhookOptions) error {
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return err
@@ -124,9 +127,15 @@ func run(mo metricsOptions, probeAddr, namespaces string, leaderElect bool, resy
 	// search; an account's SID never changes, so the cost is only a slower notice of renames.
 	pool := directory.NewPool(directory.WithObserver(m.ObserveLDAP), directory.WithPrincipalTTL(2*resync))
 	defer pool.Close()
+	var watcher *directory.Watcher
+	if changeNotification {
+		watcher = directory.NewWatcher(pool, directory.WithWatchObserver(m.ObserveWatch))
+		defer watcher.Close()
+	}
 	if _, err := controllers.Setup(mgr, controllers.Options{
 		Directories: controllers.PoolFactory(pool),
 		Metrics:     m,
+		Watcher:     watcher,
 		ClusterID:   clusterID,
 		Resync:      resync,
 		Retry:       retry,

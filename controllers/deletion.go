@@ -32,6 +32,7 @@ func (r *DKMContainerReconciler) reconcileDelete(ctx context.Context, obj *dkmv1
 	}
 	r.Keys.Forget(namespacedName(obj))
 	r.Metrics.Forget(obj.Namespace, obj.Name)
+	r.forgetWatch(namespacedName(obj))
 	patch := client.MergeFrom(obj.DeepCopy())
 	controllerutil.RemoveFinalizer(obj, Finalizer)
 	if err := r.Patch(ctx, obj, patch); err != nil {

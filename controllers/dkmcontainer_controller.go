@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	dkmv1 "github.com/dkm-operator/dkm-operator/api/v1alpha1"
+	"github.com/dkm-operator/dkm-operator/internal/directory"
 )
 
 // Finalizer lets the operator honour spec.deletionPolicy before a DKMContainer goes away.
@@ -56,6 +57,9 @@ type DKMContainerReconciler struct {
 	Directories DirectoryFactory
 	Keys        *KeyStore
 	Metrics     *Metrics
+	// Watcher, when set, watches each bound DKMContainer's container with AD change
+	// notification, so a change is reconciled at once (watch.go); nil: the resync only.
+	Watcher *directory.Watcher
 	// ClusterID identifies this cluster in the ownership records the operator writes to AD
 	// (the UID of the kube-system namespace): a second cluster on the same path is a reader.
 	ClusterID string
@@ -93,6 +97,7 @@ func (r *DKMContainerReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		if apierrors.IsNotFound(err) {
 			r.Keys.Forget(req.NamespacedName)
 			r.bindFailures.forget(req.NamespacedName)
+			r.forgetWatch(req.NamespacedName)
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, err
@@ -147,6 +152,11 @@ func (r *DKMContainerReconciler) runPhases(ctx context.Context, s *scope) (ctrl.
 		err := p.run(ctx, s)
 		if err == nil {
 			continue
+		}
+		if i == 0 {
+			// Not bound with these settings: watching with them would bind where the
+			// reconciler cannot (a wrong password) or may not (changed settings).
+			r.forgetWatch(namespacedName(s.obj))
 		}
 		for _, later := range phases[i+1:] {
 			if later.condition != p.condition {
@@ -247,7 +257,11 @@ func (r *DKMContainerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err != nil {
 		return err
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr)
+	if r.Watcher != nil {
+		b = b.WatchesRawSource(r.watchSource())
+	}
+	return b.
 		For(&dkmv1.DKMContainer{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, replicasProjectedChanged()))).
 		WatchesRawSource(secrets).

@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	dkmv1 "github.com/dkm-operator/dkm-operator/api/v1alpha1"
+	"github.com/dkm-operator/dkm-operator/internal/directory"
 )
 
 // Metrics are the operator's Prometheus series. Labels carry names, operations and reasons,
@@ -16,6 +17,11 @@ type Metrics struct {
 	driftRepaired   *prometheus.CounterVec
 	keyAgeSeconds   *prometheus.GaugeVec
 	reconcileErrors *prometheus.CounterVec
+	// watchContainers, watchSearches and watchConnections say how AD changes are seen
+	// (directory.Watcher): by change notification or only by the resync.
+	watchContainers  *prometheus.GaugeVec
+	watchSearches    prometheus.Gauge
+	watchConnections prometheus.Gauge
 }
 
 // NewMetrics creates the series and registers them with reg (controller-runtime's registry in
@@ -37,9 +43,20 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reconcileErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dkm_reconcile_errors_total", Help: "Reconciles that ended in a transient error, by condition reason.",
 		}, []string{"reason"}),
+		watchContainers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "dkm_directory_watch_containers",
+			Help: "DKMContainers by how AD changes to them are seen: notify (AD change notification), connecting or unavailable (the resync only).",
+		}, []string{"mode"}),
+		watchSearches: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "dkm_directory_watch_searches", Help: "AD change-notification searches open.",
+		}),
+		watchConnections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "dkm_directory_watch_connections", Help: "LDAP connections holding AD change-notification searches.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.ldapOperations, m.driftDetected, m.driftRepaired, m.keyAgeSeconds, m.reconcileErrors)
+		reg.MustRegister(m.ldapOperations, m.driftDetected, m.driftRepaired, m.keyAgeSeconds, m.reconcileErrors,
+			m.watchContainers, m.watchSearches, m.watchConnections)
 	}
 	return m
 }
@@ -49,6 +66,18 @@ func (m *Metrics) ObserveLDAP(op, result string) {
 	if m != nil {
 		m.ldapOperations.WithLabelValues(op, result).Inc()
 	}
+}
+
+// ObserveWatch records how AD changes are seen; it is the directory.Watcher's observer.
+func (m *Metrics) ObserveWatch(st directory.WatchStats) {
+	if m == nil {
+		return
+	}
+	for _, mode := range directory.WatchModes {
+		m.watchContainers.WithLabelValues(mode.String()).Set(float64(st.Containers[mode]))
+	}
+	m.watchSearches.Set(float64(st.Searches))
+	m.watchConnections.Set(float64(st.Connections))
 }
 
 // DriftDetected counts drift found on a DKMContainer.

@@ -52,7 +52,7 @@ func (r *DKMContainerReconciler) connect(ctx context.Context, s *scope) error {
 	}
 	s.operatorSID = operator.SID
 	r.bindFailures.forget(namespacedName(s.obj))
-	markTrue(s.obj, cond, dkmv1.ReasonReady, fmt.Sprintf("bound to %s as %s", s.domain.DNSName, cfg.Username))
+	markTrue(s.obj, cond, dkmv1.ReasonReady, fmt.Sprintf("bound to %s as %s", s.domain.DNSName, cfg.Username)+r.watch(ctx, s, cfg))
 	return nil
 }
 

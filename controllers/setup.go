@@ -10,12 +10,17 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/dkm-operator/dkm-operator/internal/directory"
 )
 
 // Options configure the operator's controllers.
 type Options struct {
 	Directories DirectoryFactory
 	Metrics     *Metrics
+	// Watcher, when set, reconciles a DKMContainer as soon as AD notifies a change below its
+	// container; nil leaves changes to the resync.
+	Watcher *directory.Watcher
 	// ClusterID names this cluster in AD ownership records; see ClusterID.
 	ClusterID string
 	// Resync and Retry default to DefaultResync and DefaultRetry.
@@ -54,6 +59,7 @@ func Setup(mgr ctrl.Manager, opts Options) (*KeyStore, error) {
 		Directories: opts.Directories,
 		Keys:        store,
 		Metrics:     opts.Metrics,
+		Watcher:     opts.Watcher,
 		ClusterID:   opts.ClusterID,
 		Resync:      opts.Resync,
 		Retry:       opts.Retry,
