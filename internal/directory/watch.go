@@ -523,29 +523,36 @@ func (g *watchGroup) dispatch(e *ldap.Entry) {
 // goLive marks the group live and reports every container once: whatever changed while no
 // search was open is seen by the observe that follows.
 func (g *watchGroup) goLive(endpoint string, searches, conns int) {
-	g.w.mu.Lock()
-	g.mode, g.endpoint, g.detail = WatchLive, endpoint, ""
-	g.searches, g.conns = searches, conns
-	keys := make([]string, 0, len(g.containers))
-	for k := range g.containers {
-		keys = append(keys, k)
-	}
-	stats := g.w.statsLocked()
-	g.w.mu.Unlock()
-	g.w.publish(stats)
-	for _, k := range keys {
-		g.w.send(k)
-	}
+	g.update(func() bool {
+		g.mode, g.endpoint, g.detail = WatchLive, endpoint, ""
+		g.searches, g.conns = searches, conns
+		return true
+	})
 }
 
 // setMode records a mode that is not live; on a change of mode every container is reported,
 // so its condition says how changes are seen now.
 func (g *watchGroup) setMode(mode WatchMode, detail string) {
+	g.update(func() bool {
+		changed := g.mode != mode
+		g.mode, g.detail = mode, detail
+		return changed
+	})
+}
+
+func (g *watchGroup) setOpen(searches, conns int) {
+	g.update(func() bool {
+		g.searches, g.conns = searches, conns
+		return false
+	})
+}
+
+// update changes the group under the lock, publishes the stats, and reports every container
+// when change says so.
+func (g *watchGroup) update(change func() (reportAll bool)) {
 	g.w.mu.Lock()
-	changed := g.mode != mode
-	g.mode, g.detail = mode, detail
 	var keys []string
-	if changed {
+	if change() {
 		for k := range g.containers {
 			keys = append(keys, k)
 		}
@@ -556,14 +563,6 @@ func (g *watchGroup) setMode(mode WatchMode, detail string) {
 	for _, k := range keys {
 		g.w.send(k)
 	}
-}
-
-func (g *watchGroup) setOpen(searches, conns int) {
-	g.w.mu.Lock()
-	g.searches, g.conns = searches, conns
-	stats := g.w.statsLocked()
-	g.w.mu.Unlock()
-	g.w.publish(stats)
 }
 
 func (g *watchGroup) setSkipDeleted(why string) {
