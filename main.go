@@ -125,7 +125,12 @@ func run(mo metricsOptions, probeAddr, namespaces string, leaderElect, changeNot
 	m := controllers.NewMetrics(metrics.Registry)
 	// Principals are cached beyond one resync period, so a steady-state resync is a single LDAP
 	// search; an account's SID never changes, so the cost is only a slower notice of renames.
-	pool := directory.NewPool(directory.WithObserver(m.ObserveLDAP), directory.WithPrincipalTTL(2*resync))
+	// Clients (and with them the domain and principal caches) are kept as long: with change
+	// notification the resync can be long, and a change after a quiet hour should cost an
+	// observe (plus a dial and bind, the DC having closed the idle connection), not every
+	// lookup again.
+	pool := directory.NewPool(directory.WithObserver(m.ObserveLDAP), directory.WithPrincipalTTL(2*resync),
+		directory.WithIdleTimeout(max(15*time.Minute, 2*resync)))
 	defer pool.Close()
 	var watcher *directory.Watcher
 	if changeNotification {
