@@ -3,6 +3,7 @@ package watch
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"sort"
@@ -45,7 +46,7 @@ func BenchmarkWatch(b *testing.B) {
 		idle = d
 	}
 	ctx := context.Background()
-	e, err := startEnv(ctx, time.Second, 2*time.Minute)
+	e, err := startEnv(ctx, time.Second, 2*time.Minute, io.Discard)
 	if err != nil {
 		b.Fatal(err)
 	}

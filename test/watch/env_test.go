@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"io"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	dkmv1 "github.com/dkm-operator/dkm-operator/api/v1alpha1"
@@ -66,8 +69,10 @@ func (c *opCounter) snapshot() map[string]int {
 	return out
 }
 
-// startEnv starts everything; backoff is the Watcher's reconnect backoff (min, max).
-func startEnv(ctx context.Context, backoffMin, backoffMax time.Duration) (_ *env, err error) {
+// startEnv starts everything; backoff is the Watcher's reconnect backoff (min, max); the
+// controllers log to logs.
+func startEnv(ctx context.Context, backoffMin, backoffMax time.Duration, logs io.Writer) (_ *env, err error) {
+	logf.SetLogger(zap.New(zap.WriteTo(logs), zap.UseDevMode(true)))
 	e := &env{ops: &opCounter{counts: map[string]int{}}}
 	var cleanups []func()
 	e.stop = func() {

@@ -31,7 +31,7 @@ func TestWatch(t *testing.T) {
 var _ = BeforeSuite(func(ctx context.Context) {
 	var err error
 	// Reconnect after 2 s at the earliest: the DC restart test tampers inside that window.
-	e, err = startEnv(ctx, 2*time.Second, 4*time.Second)
+	e, err = startEnv(ctx, 2*time.Second, 4*time.Second, GinkgoWriter)
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func() { e.stop() })
 }, NodeTimeout(10*time.Minute))
