@@ -253,6 +253,7 @@ resources: {requests: {cpu: 50m, memory: 100Mi}, limits: {cpu: "1", memory: 1Gi}
 resyncPeriod: 15m
 retryPeriod: 30s
 maxConcurrentReconciles: 8
+changeNotification: false
 extraArgs: [--zap-log-level=debug]
 serviceAccount: {annotations: {example.com/role: dkm}}
 `), 0o600); err != nil {
@@ -262,19 +263,20 @@ serviceAccount: {annotations: {example.com/role: dkm}}
 	d := typed[appsv1.Deployment](t, objs.one(t, "Deployment"))
 	pod, c := d.Spec.Template.Spec, d.Spec.Template.Spec.Containers[0]
 	checks := map[string]bool{
-		"image":             c.Image == "mirror/dkm-operator:v9.9.9" && c.ImagePullPolicy == corev1.PullAlways,
-		"imagePullSecrets":  len(pod.ImagePullSecrets) == 1 && pod.ImagePullSecrets[0].Name == "pull",
-		"nodeSelector":      pod.NodeSelector["kubernetes.io/os"] == "linux",
-		"tolerations":       len(pod.Tolerations) == 1 && pod.Tolerations[0].Value == "infra",
-		"affinity":          pod.Affinity != nil && pod.Affinity.PodAntiAffinity != nil,
-		"podAnnotations":    d.Spec.Template.Annotations["example.com/scrape"] == "yes",
-		"podLabels":         d.Spec.Template.Labels["team"] == "identity",
-		"priorityClassName": pod.PriorityClassName == "system-cluster-critical",
-		"resources":         c.Resources.Limits.Memory().String() == "1Gi" && c.Resources.Requests.Cpu().String() == "50m",
-		"periods":           slices.Contains(c.Args, "--resync-period=15m") && slices.Contains(c.Args, "--retry-period=30s"),
-		"workers":           slices.Contains(c.Args, "--max-concurrent-reconciles=8"),
-		"extraArgs":         slices.Contains(c.Args, "--zap-log-level=debug"),
-		"serviceAccount":    objs.one(t, "ServiceAccount").GetAnnotations()["example.com/role"] == "dkm",
+		"image":              c.Image == "mirror/dkm-operator:v9.9.9" && c.ImagePullPolicy == corev1.PullAlways,
+		"imagePullSecrets":   len(pod.ImagePullSecrets) == 1 && pod.ImagePullSecrets[0].Name == "pull",
+		"nodeSelector":       pod.NodeSelector["kubernetes.io/os"] == "linux",
+		"tolerations":        len(pod.Tolerations) == 1 && pod.Tolerations[0].Value == "infra",
+		"affinity":           pod.Affinity != nil && pod.Affinity.PodAntiAffinity != nil,
+		"podAnnotations":     d.Spec.Template.Annotations["example.com/scrape"] == "yes",
+		"podLabels":          d.Spec.Template.Labels["team"] == "identity",
+		"priorityClassName":  pod.PriorityClassName == "system-cluster-critical",
+		"resources":          c.Resources.Limits.Memory().String() == "1Gi" && c.Resources.Requests.Cpu().String() == "50m",
+		"periods":            slices.Contains(c.Args, "--resync-period=15m") && slices.Contains(c.Args, "--retry-period=30s"),
+		"workers":            slices.Contains(c.Args, "--max-concurrent-reconciles=8"),
+		"changeNotification": slices.Contains(c.Args, "--change-notification=false"),
+		"extraArgs":          slices.Contains(c.Args, "--zap-log-level=debug"),
+		"serviceAccount":     objs.one(t, "ServiceAccount").GetAnnotations()["example.com/role"] == "dkm",
 	}
 	for what, ok := range checks {
 		if !ok {
