@@ -117,6 +117,7 @@ type Watcher struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	pubMu  sync.Mutex // serialises publish
 	mu     sync.Mutex
 	groups map[[32]byte]*watchGroup
 	keys   map[string]*watchGroup
@@ -185,9 +186,8 @@ func (w *Watcher) Watch(key string, cfg Config, containerDN string) (WatchState,
 		g.signalReplan()
 	}
 	st := g.state()
-	stats := w.statsLocked()
 	w.mu.Unlock()
-	w.publish(stats)
+	w.publish()
 	return st, nil
 }
 
@@ -210,9 +210,8 @@ func (w *Watcher) Forget(key string) {
 		return
 	}
 	w.removeLocked(key)
-	stats := w.statsLocked()
 	w.mu.Unlock()
-	w.publish(stats)
+	w.publish()
 }
 
 // Close closes every search and connection and waits for the groups to end.
@@ -271,10 +270,15 @@ func (w *Watcher) statsLocked() WatchStats {
 	return st
 }
 
-func (w *Watcher) publish(st WatchStats) {
-	if w.observer != nil {
-		w.observer(st)
+// publish hands the observer a fresh snapshot. Publishers take turns and each reads the
+// stats in its turn, so the last one published is never older than the last change.
+func (w *Watcher) publish() {
+	if w.observer == nil {
+		return
 	}
+	w.pubMu.Lock()
+	defer w.pubMu.Unlock()
+	w.observer(w.Stats())
 }
 
 // send reports a key, waiting for room rather than dropping it: a dropped key is a missed
@@ -557,9 +561,8 @@ func (g *watchGroup) update(change func() (reportAll bool)) {
 			keys = append(keys, k)
 		}
 	}
-	stats := g.w.statsLocked()
 	g.w.mu.Unlock()
-	g.w.publish(stats)
+	g.w.publish()
 	for _, k := range keys {
 		g.w.send(k)
 	}

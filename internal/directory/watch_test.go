@@ -187,7 +187,13 @@ func TestWatcherRefusedNotification(t *testing.T) {
 
 func TestWatcherForgetClosesTheLastConnection(t *testing.T) {
 	dc := newFakeNotifyDC()
-	w := newTestWatcher(t, dc)
+	var mu sync.Mutex
+	var published WatchStats
+	w := newTestWatcher(t, dc, WithWatchObserver(func(st WatchStats) {
+		mu.Lock()
+		defer mu.Unlock()
+		published = st
+	}))
 	watch(t, w, "ns/a", "CN=A,CN=System,"+base)
 	watch(t, w, "ns/b", "CN=B,OU=Keys,"+base)
 	waitStats(t, w, func(st WatchStats) bool { return st.Searches == 3 })
@@ -198,15 +204,21 @@ func TestWatcherForgetClosesTheLastConnection(t *testing.T) {
 	if st := w.State("ns/a"); st.Mode != WatchNone {
 		t.Fatalf("state after Forget = %v", st)
 	}
+	mu.Lock()
+	defer mu.Unlock()
+	if published.Searches != 0 || published.Connections != 0 || published.Containers[WatchLive] != 0 {
+		t.Fatalf("the metrics were last told %+v, want nothing open", published)
+	}
 }
 
 // --- helpers and the fake DC ---
 
-func newTestWatcher(t *testing.T, dc *fakeNotifyDC) *Watcher {
+func newTestWatcher(t *testing.T, dc *fakeNotifyDC, opts ...WatchOption) *Watcher {
 	t.Helper()
 	p := NewPool()
 	t.Cleanup(p.Close)
-	w := NewWatcher(p, withWatchDialer(dc.dial), WithWatchBackoff(2*time.Millisecond, 10*time.Millisecond))
+	opts = append([]WatchOption{withWatchDialer(dc.dial), WithWatchBackoff(2*time.Millisecond, 10*time.Millisecond)}, opts...)
+	w := NewWatcher(p, opts...)
 	t.Cleanup(w.Close)
 	return w
 }
