@@ -29,6 +29,19 @@ func (d bindingDirectory) Domain(context.Context) (directory.Domain, error) {
 	return directory.Domain{DNSName: "demo.local"}, d.err()
 }
 
+// ServerInfo is asked first when several URLs are configured: a refused bind happens there.
+// ServerInfo and Domain share the DC's connection, so they make one bind between them: it is
+// counted by Domain when ServerInfo succeeds. The DC says it is the PDC emulator, so no other
+// DC is asked.
+func (d bindingDirectory) ServerInfo(context.Context) (directory.ServerInfo, error) {
+	const dc = "CN=NTDS Settings,CN=DC1,CN=Servers,DC=demo,DC=local"
+	if err := d.err(); err != nil {
+		*d.binds++
+		return directory.ServerInfo{}, err
+	}
+	return directory.ServerInfo{ServiceName: dc, PDC: dc}, nil
+}
+
 func (d bindingDirectory) ResolvePrincipal(context.Context, string) (directory.Principal, error) {
 	return directory.Principal{}, nil
 }

@@ -11,6 +11,8 @@ import (
 // real DC; unit tests of reconcile logic may use a fake, integration tests use Samba.
 type Directory interface {
 	Domain(ctx context.Context) (directory.Domain, error)
+	// ServerInfo names the DC that answers and the domain's PDC emulator (multidc.go).
+	ServerInfo(ctx context.Context) (directory.ServerInfo, error)
 	ResolvePrincipal(ctx context.Context, name string) (directory.Principal, error)
 	Observe(ctx context.Context, containerDN string) (*directory.Observation, error)
 	EffectiveRights(ctx context.Context, dn string) (directory.Rights, error)

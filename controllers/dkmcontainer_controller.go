@@ -72,6 +72,9 @@ type DKMContainerReconciler struct {
 	// more by itself (default DefaultLockoutRetry); any other terminal bind failure waits for a
 	// change of the referenced Secrets or spec.directory.
 	LockoutRetry time.Duration
+	// CommitRetry is how soon a key waiting for replication to spec.directory.minKeyCopies DCs,
+	// or for a DC to answer, is looked at again (default DefaultCommitRetry).
+	CommitRetry time.Duration
 	// Namespaces are the namespaces the manager watches (nil: all); the metadata-only watch on
 	// the referenced Secrets is confined to them.
 	Namespaces []string
@@ -81,6 +84,8 @@ type DKMContainerReconciler struct {
 
 	// bindFailures is the last terminal bind failure of each DKMContainer (see bindgate.go).
 	bindFailures bindFailures
+	// dcs caches the DC writes go to, per list of URLs (multidc.go).
+	dcs dcChoices
 }
 
 // +kubebuilder:rbac:groups=dkm.io,resources=dkmcontainers,verbs=get;list;watch;update;patch

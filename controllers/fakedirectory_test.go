@@ -35,10 +35,16 @@ type fakeAD struct {
 	principals map[string]secdesc.SID // lower-case name → SID
 	rights     directory.Rights
 
+	// name is this DC's server name; pdc points at the PDC emulator's NTDS Settings DN, shared
+	// by the DCs of a replicatedAD. down makes every call fail as an unreachable DC does.
+	name string
+	pdc  *string
+
 	mu     sync.Mutex
 	calls  map[string]int
 	writes map[string]int
 	faults map[string]map[int]*adFault
+	down   bool
 }
 
 type adFault struct {
@@ -86,8 +92,11 @@ func newFakeAD(now func() time.Time) *fakeAD {
 }
 
 func newFakeADOn(tree *adTree) *fakeAD {
+	pdc := ntdsSettings("DC1")
 	return &fakeAD{
 		tree:   tree,
+		name:   "DC1",
+		pdc:    &pdc,
 		domain: adDomain,
 		principals: map[string]secdesc.SID{
 			`demo\op`:      adOperatorSID,
@@ -128,12 +137,17 @@ func (f *fakeAD) loseAnswer(method string, n int, err error) {
 // before runs fn at the start of the nth call of method.
 func (f *fakeAD) before(method string, n int, fn func()) { f.fault(method, n).before = fn }
 
-// enter counts a call and returns its fault (nil: none), having run its before hook.
+// enter counts a call and returns its fault (nil: none), having run its before hook. A DC that
+// is down fails every call, changing nothing.
 func (f *fakeAD) enter(method string) *adFault {
 	f.mu.Lock()
 	f.calls[method]++
 	ft := f.faults[method][f.calls[method]]
+	down := f.down
 	f.mu.Unlock()
+	if down {
+		return &adFault{err: transientErr("dial", "ldaps://"+strings.ToLower(f.name)+".demo.local")}
+	}
 	if ft != nil && ft.before != nil {
 		ft.before()
 	}
@@ -221,6 +235,13 @@ func (f *fakeAD) Domain(context.Context) (directory.Domain, error) {
 		return directory.Domain{}, err
 	}
 	return f.domain, nil
+}
+
+func (f *fakeAD) ServerInfo(context.Context) (directory.ServerInfo, error) {
+	if err := f.read("ServerInfo"); err != nil {
+		return directory.ServerInfo{}, err
+	}
+	return directory.ServerInfo{ServiceName: ntdsSettings(f.name), PDC: *f.pdc}, nil
 }
 
 func (f *fakeAD) ResolvePrincipal(_ context.Context, name string) (directory.Principal, error) {
@@ -400,6 +421,7 @@ type adNode struct {
 	displayName string
 	created     time.Time
 	usn         int64
+	ver         int64 // the object's version, carried by replication (last writer wins)
 }
 
 // adKey normalises a DN for lookups (AD compares DNs case-insensitively, spaces around
@@ -439,6 +461,7 @@ func newGUID() secdesc.GUID {
 func (t *adTree) touchLocked(n *adNode) {
 	t.usn++
 	n.usn = t.usn
+	n.ver++
 }
 
 // addOwned is an add as addWithSD makes it: a security descriptor and a valid record required.
@@ -596,6 +619,17 @@ func (t *adTree) observe(containerDN string) *directory.Observation {
 	below := t.underLocked(containerDN)
 	var managers []*adNode
 	for _, n := range below {
+		if inConflictBelow(n.dn, c.depth) {
+			o := n.object()
+			cf := directory.Conflict{Object: o}
+			if n.class == "contact" && !strings.EqualFold(adCN(n.dn), directory.PolicyName) {
+				cf.KeyID = n.l
+			}
+			obs.Conflicts = append(obs.Conflicts, cf)
+		}
+	}
+	below = slices.DeleteFunc(below, func(n *adNode) bool { return inConflictBelow(n.dn, c.depth) })
+	for _, n := range below {
 		if isDirectChild(n, c.dn) && n.class == "container" && strings.HasPrefix(strings.ToLower(adCN(n.dn)), strings.ToLower(directory.ManagerPrefix)) {
 			managers = append(managers, n)
 			obs.Managers = append(obs.Managers, directory.Manager{Object: n.object()})
@@ -632,6 +666,22 @@ func (t *adTree) observe(containerDN string) *directory.Observation {
 	return obs
 }
 
+// inConflictBelow: dn, or an ancestor deeper than depth, has a replication conflict name.
+func inConflictBelow(dn string, depth int) bool {
+	parsed, err := directory.ParseDN(dn)
+	if err != nil {
+		return false
+	}
+	for i := 0; i < len(parsed.RDNs)-depth; i++ {
+		for _, a := range parsed.RDNs[i].Attributes {
+			if directory.IsConflictName(a.Value) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // deleteOwned is DeleteOwned: objects whose record names owner with origin created, deepest
 // first; anything else, and anything that still holds something, is left.
 func (t *adTree) deleteOwned(root secdesc.GUID, owner directory.Owner) []string {
@@ -651,7 +701,7 @@ func (t *adTree) deleteOwned(root secdesc.GUID, owner directory.Owner) []string 
 	var left []string
 	for _, n := range items {
 		rec, err := directory.ParseOwner(n.owner)
-		if err != nil || !rec.Equal(owner) || rec.Claimed {
+		if err != nil || !rec.Equal(owner) || rec.Claimed || inConflictBelow(n.dn, 0) {
 			left = append(left, n.dn)
 			continue
 		}
@@ -770,3 +820,137 @@ func (f *fakeAD) remove(t testing.TB, dn string) {
 }
 
 func (v adView) String() string { return fmt.Sprintf("%s (%s, %s)", v.DN, v.Class, v.Owner) }
+
+// --- several DCs of one domain ---
+
+// replicatedAD is several DCs of one domain, each with its own copy of the directory (the same
+// objects, the same GUIDs, as a DC joined to the domain has). Nothing replicates until a test
+// calls replicate, so replication lag is whatever the test makes it. Each DC counts its own
+// calls and can be stopped (down) and started.
+type replicatedAD struct {
+	dcs  []*fakeAD
+	urls []string
+	pdc  string
+}
+
+// ntdsSettings is a DC's dsServiceName.
+func ntdsSettings(name string) string {
+	return "CN=NTDS Settings,CN=" + name + ",CN=Servers,CN=Default-First-Site-Name,CN=Sites,CN=Configuration," + adDomain.DN
+}
+
+// newReplicatedAD returns n DCs (DC1 … DCn at ldaps://dcN.demo.local); DC1 is the PDC emulator.
+func newReplicatedAD(now func() time.Time, n int) *replicatedAD {
+	d := &replicatedAD{pdc: ntdsSettings("DC1")}
+	first := newFakeAD(now)
+	for i := 1; i <= n; i++ {
+		dc := first
+		if i > 1 {
+			dc = newFakeADOn(first.tree.clone())
+		}
+		dc.name, dc.pdc = fmt.Sprintf("DC%d", i), &d.pdc
+		d.dcs = append(d.dcs, dc)
+		d.urls = append(d.urls, fmt.Sprintf("ldaps://dc%d.demo.local", i))
+	}
+	return d
+}
+
+// dc is DC number i (1-based, as the names).
+func (d *replicatedAD) dc(i int) *fakeAD { return d.dcs[i-1] }
+
+// factory hands out each DC for a config naming its URL alone, as the reconciler asks for them.
+func (d *replicatedAD) factory(t testing.TB) DirectoryFactory {
+	return func(cfg directory.Config) (Directory, error) {
+		if len(cfg.URLs) != 1 {
+			t.Errorf("a Directory for several URLs %v: each DC must be read on its own", cfg.URLs)
+			return nil, errors.New("several URLs")
+		}
+		i := slices.Index(d.urls, cfg.URLs[0])
+		if i < 0 {
+			t.Errorf("unknown URL %s", cfg.URLs[0])
+			return nil, errors.New("unknown URL")
+		}
+		return d.dcs[i], nil
+	}
+}
+
+// setDown stops (true) or starts DC i.
+func (d *replicatedAD) setDown(i int, down bool) {
+	f := d.dc(i)
+	f.mu.Lock()
+	f.down = down
+	f.mu.Unlock()
+}
+
+// replicate copies what DC from holds and DC to lacks or holds an older version of (by
+// objectGUID, last writer wins per object), as one inbound replication on to does. An added
+// object whose name DC to already gives another object loses the name: it is renamed
+// "<name>\nCNF:<objectGUID>", as AD's conflict resolution does (simplified: the incoming one
+// always loses). Deletions are not replicated.
+func (d *replicatedAD) replicate(from, to int) {
+	src, dst := d.dc(from).tree, d.dc(to).tree
+	src.mu.Lock()
+	nodes := make([]*adNode, 0, len(src.nodes))
+	byKey := map[string]*adNode{}
+	for k, n := range src.nodes {
+		c := *n
+		c.photo = slices.Clone(n.photo)
+		if n.sd != nil {
+			c.sd = n.sd.Clone()
+		}
+		nodes = append(nodes, &c)
+		byKey[k] = &c
+	}
+	src.mu.Unlock()
+	slices.SortFunc(nodes, func(a, b *adNode) int { return cmp.Compare(a.depth, b.depth) })
+
+	dst.mu.Lock()
+	defer dst.mu.Unlock()
+	byGUID := map[secdesc.GUID]*adNode{}
+	for _, n := range dst.nodes {
+		byGUID[n.guid] = n
+	}
+	for _, n := range nodes {
+		if have := byGUID[n.guid]; have != nil {
+			if n.ver > have.ver {
+				dn := have.dn
+				*have = *n
+				have.dn = dn
+				dst.usn++
+				have.usn = dst.usn
+			}
+			continue
+		}
+		_, srcParent, _, _ := adKey(n.dn)
+		sp := byKey[srcParent]
+		if sp == nil || byGUID[sp.guid] == nil {
+			continue
+		}
+		parent := byGUID[sp.guid]
+		c := *n
+		c.dn = directory.ChildDN(parent.dn, adCN(n.dn))
+		if key, _, _, _ := adKey(c.dn); dst.nodes[key] != nil {
+			c.dn = directory.ChildDN(parent.dn, adCN(n.dn)+"\nCNF:"+n.guid.String())
+		}
+		key, _, _, _ := adKey(c.dn)
+		dst.usn++
+		c.usn = dst.usn
+		dst.nodes[key] = &c
+		byGUID[c.guid] = &c
+	}
+}
+
+// clone copies the tree (a DC joined from this one).
+func (t *adTree) clone() *adTree {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := &adTree{nodes: map[string]*adNode{}, usn: t.usn, now: t.now}
+	for k, n := range t.nodes {
+		c := *n
+		c.photo = slices.Clone(n.photo)
+		if n.sd != nil {
+			c.sd = n.sd.Clone()
+		}
+		out.nodes[k] = &c
+	}
+	return out
+}

@@ -35,12 +35,19 @@ func (r *DKMContainerReconciler) connect(ctx context.Context, s *scope) error {
 	if err != nil {
 		return err
 	}
-	if s.dir, err = r.Directories(cfg); err != nil {
+	s.urls = cfg.URLs
+	if s.dirs, err = r.openDCs(cfg); err != nil {
 		return r.failPhase(s, cond, "Connect", err)
 	}
-	if rb, ok := s.dir.(bindRetrier); ok && !retrySeen.IsZero() {
-		rb.RetryBind(retrySeen)
+	for _, d := range s.dirs {
+		if rb, ok := d.(bindRetrier); ok && !retrySeen.IsZero() {
+			rb.RetryBind(retrySeen)
+		}
 	}
+	if err := r.selectWriteDC(ctx, s); err != nil {
+		return r.failPhase(s, cond, "Connect", err)
+	}
+	s.dir = s.dirs[s.inUse]
 	if s.domain, err = s.dir.Domain(ctx); err != nil {
 		return r.failPhase(s, cond, "Connect", err)
 	}
@@ -52,7 +59,13 @@ func (r *DKMContainerReconciler) connect(ctx context.Context, s *scope) error {
 	}
 	s.operatorSID = operator.SID
 	r.bindFailures.forget(namespacedName(s.obj))
-	markTrue(s.obj, cond, dkmv1.ReasonReady, fmt.Sprintf("bound to %s as %s", s.domain.DNSName, cfg.Username)+r.watch(ctx, s, cfg))
+	msg := fmt.Sprintf("bound to %s as %s", s.domain.DNSName, cfg.Username)
+	watchCfg := cfg
+	if dc := s.dcInUse(); dc != "" {
+		msg += "; reads and writes go to " + dc
+		watchCfg.URLs = []string{s.urls[s.inUse]} // changes are watched where they are read
+	}
+	markTrue(s.obj, cond, dkmv1.ReasonReady, msg+r.watch(ctx, s, watchCfg))
 	return nil
 }
 
@@ -201,6 +214,10 @@ func (r *DKMContainerReconciler) failPhase(s *scope, cond, action string, err er
 	reason, transient := directoryReason(err)
 	if !transient && connectionRefused(err) {
 		return r.refuseBind(s, cond, action, reason, err)
+	}
+	if transient {
+		// The DC in use may be the one that failed: choose again on the next reconcile.
+		r.dcs.forget(s.urls)
 	}
 	markFalse(s.obj, cond, reason, err.Error())
 	if transient && cond != dkmv1.ConditionDirectoryReachable {

@@ -43,6 +43,11 @@ func (r *DKMContainerReconciler) reconcileContainer(ctx context.Context, s *scop
 		if err := r.checkKeyLoss(ctx, s, cond, nil, path); err != nil {
 			return err
 		}
+		// Another DC may hold the container already (made elsewhere, not replicated yet): a
+		// second add of the same name would become a replication conflict.
+		if err := r.guardWrite(ctx, s, cond, "create the container"); err != nil {
+			return err
+		}
 		if err := r.createContainer(ctx, s); err != nil {
 			return err
 		}

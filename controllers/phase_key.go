@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	dkmv1 "github.com/dkm-operator/dkm-operator/api/v1alpha1"
@@ -17,8 +18,27 @@ import (
 // reconcileKey makes sure the container holds exactly one `DC Manager` object with a readable
 // key ring, following the rules of docs/design.md: adopt what exists, create only when nothing was ever
 // recorded, report KeyLost (and do nothing destructive) when a recorded key vanished, rotate by
-// adding versions. It owns KeyReady and publishes the ring for the projector.
+// adding versions. It owns KeyReady and publishes the ring for the projector. Replication
+// conflict objects are reported on KeyReady and in an event, whatever else it finds.
 func (r *DKMContainerReconciler) reconcileKey(ctx context.Context, s *scope) error {
+	err := r.reconcileKeyRing(ctx, s)
+	r.reportConflicts(s)
+	return err
+}
+
+// reportConflicts appends the replication conflict objects to KeyReady's message and warns.
+func (r *DKMContainerReconciler) reportConflicts(s *scope) {
+	note := conflictNote(s, r.owner(s.obj))
+	if note == "" {
+		return
+	}
+	if c := meta.FindStatusCondition(s.obj.Status.Conditions, dkmv1.ConditionKeyReady); c != nil {
+		setCondition(s.obj, c.Type, c.Status, c.Reason, c.Message+"; "+note)
+	}
+	r.warn(s.obj, dkmv1.ReasonReplicationConflict, "CheckReplicas", note)
+}
+
+func (r *DKMContainerReconciler) reconcileKeyRing(ctx context.Context, s *scope) error {
 	const cond = dkmv1.ConditionKeyReady
 	protector, err := r.protector(ctx, s.obj)
 	if err != nil {
@@ -48,7 +68,7 @@ func (r *DKMContainerReconciler) reconcileKey(ctx context.Context, s *scope) err
 	if err := r.checkKeyLoss(ctx, s, cond, manager, s.obs.Container.DN); err != nil {
 		return err
 	}
-	if err := r.checkPolicyTarget(s, manager); err != nil {
+	if err := r.checkPolicyTarget(ctx, s, manager); err != nil {
 		return err
 	}
 	// Safe-DACL gate (docs/design.md rule 6, controllers/dacl_gate.go): no key write below under an unsafe DACL.
@@ -80,6 +100,14 @@ func (r *DKMContainerReconciler) reconcileKey(ctx context.Context, s *scope) err
 			return err
 		}
 	}
+	if s.writer() && wasCommitting(s) {
+		// The last reconcile waited for replication (of a re-wrap, say, which leaves nothing
+		// pending to see): every key must be on enough DCs before KeyReady says so.
+		r.Keys.Set(s.obj, ring)
+		if err := r.commitKeys(ctx, s, "keys of "+manager.DN, copiesOf(manager.Keys)); err != nil {
+			return err
+		}
+	}
 
 	r.Keys.Set(s.obj, ring)
 	r.Metrics.KeyAge(s.obj, s.now.Sub(ring.Active().Created))
@@ -95,9 +123,49 @@ func (r *DKMContainerReconciler) reconcileKey(ctx context.Context, s *scope) err
 		r.warn(s.obj, dkmv1.ReasonInvalidRotationPeriod, "RotateKey", msg)
 		return stop(dkmv1.ReasonInvalidRotationPeriod)
 	}
-	markTrue(s.obj, cond, dkmv1.ReasonReady, fmt.Sprintf("active key %s (%s), %d version(s) in %s",
-		active.ID, active.Fingerprint, ring.Len(), manager.DN))
+	markTrue(s.obj, cond, dkmv1.ReasonReady, fmt.Sprintf("active key %s (%s), %d version(s) in %s; %s",
+		active.ID, active.Fingerprint, ring.Len(), manager.DN, durabilityNote(s.obj)))
 	return nil
+}
+
+// wasCommitting: the previous reconcile ended waiting for a key to replicate.
+func wasCommitting(s *scope) bool {
+	c := meta.FindStatusCondition(s.original.Status.Conditions, dkmv1.ConditionKeyReady)
+	return c != nil && c.Reason == dkmv1.ReasonKeyNotReplicated
+}
+
+// copiesOf lists key objects as the copies a commit waits for.
+func copiesOf(ks []directory.KeyObject) []pendingCopy {
+	out := make([]pendingCopy, 0, len(ks))
+	for _, k := range ks {
+		out = append(out, pendingCopy{id: k.ID, guid: k.GUID, blob: k.Blob})
+	}
+	return out
+}
+
+// splitPending divides a DC Manager's keys (oldest first) at CryptoPolicy's active key:
+// pending are the keys created after it (whenCreated, strictly), which a rotation added and
+// has not activated yet (it waits for them to replicate), so no replica may receive them;
+// committed are the others. Without a CryptoPolicy, or when it names no key here, every key is
+// committed. (Keys created in the same second as the active one are committed: a race between
+// writers, never a rotation, which comes a period later.)
+func splitPending(m *directory.Manager) (committed, pending []directory.KeyObject) {
+	if m.Policy == nil || m.Policy.ActiveKeyID == "" {
+		return m.Keys, nil
+	}
+	i := slices.IndexFunc(m.Keys, func(k directory.KeyObject) bool { return strings.EqualFold(k.ID, m.Policy.ActiveKeyID) })
+	if i < 0 {
+		return m.Keys, nil
+	}
+	active := m.Keys[i].Created
+	for _, k := range m.Keys {
+		if k.Created.After(active) {
+			pending = append(pending, k)
+		} else {
+			committed = append(committed, k)
+		}
+	}
+	return committed, pending
 }
 
 // checkKeyLoss compares the key IDs status remembers with those in AD (manager nil: the
@@ -122,6 +190,11 @@ func (r *DKMContainerReconciler) checkKeyLoss(ctx context.Context, s *scope, con
 	}
 	if len(lost) == 0 {
 		return nil
+	}
+	// The DC in use may only lag: a key another DC holds, or one that does not answer may
+	// hold, is not lost.
+	if err := r.lagSafeLoss(ctx, s, cond, lost); err != nil {
+		return err
 	}
 	held, why := r.findHeldKeys(ctx, s.obj, lost)
 	if held != nil && slices.Contains(lost, restoreAck(s.obj)) {
@@ -154,13 +227,16 @@ func (r *DKMContainerReconciler) checkKeyLoss(ctx context.Context, s *scope, con
 // checkPolicyTarget: a CryptoPolicy that names a key this identity cannot see (deleted, or
 // hidden by an ACE) is KeyLost too, even when status recorded nothing (a new DKMContainer on an
 // existing path): creating a key and moving CryptoPolicy would regenerate without consent.
-func (r *DKMContainerReconciler) checkPolicyTarget(s *scope, manager *directory.Manager) error {
+func (r *DKMContainerReconciler) checkPolicyTarget(ctx context.Context, s *scope, manager *directory.Manager) error {
 	if manager == nil || manager.Policy == nil || manager.Policy.ActiveKeyID == "" {
 		return nil
 	}
 	active := manager.Policy.ActiveKeyID
 	if slices.ContainsFunc(manager.Keys, func(k directory.KeyObject) bool { return strings.EqualFold(k.ID, active) }) {
 		return nil
+	}
+	if err := r.lagSafeLoss(ctx, s, dkmv1.ConditionKeyReady, []string{active}); err != nil {
+		return err
 	}
 	if s.restore != nil && slices.ContainsFunc(s.restore.lost, func(v keys.Version) bool { return strings.EqualFold(v.ID.String(), active) }) {
 		return nil // restoreLostKeys writes it back
@@ -203,6 +279,11 @@ func knownKeyIDs(obj *dkmv1.DKMContainer) []string {
 func (r *DKMContainerReconciler) createFirstKey(ctx context.Context, s *scope, manager *directory.Manager,
 	container keys.ObjectGUID, p keys.Protector) (*keys.Ring, *directory.Manager, error) {
 	const cond = dkmv1.ConditionKeyReady
+	// Never a second key: nothing is created while another DC might hold a DC Manager or key
+	// this one has not received yet.
+	if err := r.guardWrite(ctx, s, cond, "create the first key"); err != nil {
+		return nil, nil, err
+	}
 	owner := r.owner(s.obj)
 	if manager == nil {
 		obj, err := s.dir.CreateManager(ctx, s.obs.Container.DN, keys.ManagerGUID(container).String(), owner)
@@ -230,8 +311,14 @@ func (r *DKMContainerReconciler) createFirstKey(ctx context.Context, s *scope, m
 	if err != nil {
 		return nil, nil, r.failPhase(s, cond, "CreateKey", err)
 	}
-	if _, err := s.dir.AddKey(ctx, manager.DN, stored.ID, stored.Blob, owner); err != nil {
+	added, err := s.dir.AddKey(ctx, manager.DN, stored.ID, stored.Blob, owner)
+	if err != nil {
 		return nil, nil, r.keyWriteFailure(ctx, s, "add the key", err)
+	}
+	// Durable commit: CryptoPolicy names the key (and status and replicas get it) only once
+	// enough DCs hold it; until then the key contact is all there is, and loadRing resumes.
+	if err := r.commitKeys(ctx, s, "new key "+stored.ID, []pendingCopy{{id: stored.ID, guid: added.GUID, blob: stored.Blob}}); err != nil {
+		return nil, nil, err
 	}
 	if err := s.dir.SetActiveKey(ctx, manager.DN, fromID, stored.ID, owner); err != nil {
 		return nil, nil, r.keyWriteFailure(ctx, s, "set the active key", err)
@@ -245,30 +332,66 @@ func (r *DKMContainerReconciler) createFirstKey(ctx context.Context, s *scope, m
 // is reported, never replaced.
 func (r *DKMContainerReconciler) loadRing(ctx context.Context, s *scope, manager *directory.Manager,
 	container keys.ObjectGUID, p keys.Protector) (*keys.Ring, error) {
-	const cond = dkmv1.ConditionKeyReady
-	stored := make([]keys.StoredKey, 0, len(manager.Keys))
-	for _, k := range manager.Keys {
-		stored = append(stored, keys.StoredKey{ID: k.ID, Blob: k.Blob, Created: k.Created})
-	}
 	activeID := ""
 	if manager.Policy != nil {
 		activeID = manager.Policy.ActiveKeyID
 	}
 	if activeID == "" {
-		// Keys without a CryptoPolicy (an interrupted first run): the newest version is the one
-		// a replica would have been handed last. Point CryptoPolicy at it; nothing is deleted.
-		activeID = manager.Keys[len(manager.Keys)-1].ID
+		// Keys without a CryptoPolicy (a first key waiting for replication, or an interrupted
+		// first run): the newest version is the one to activate, once enough DCs hold it.
+		// Nothing is deleted.
+		newest := manager.Keys[len(manager.Keys)-1]
+		if err := r.commitKeys(ctx, s, "new key "+newest.ID, copiesOf([]directory.KeyObject{newest})); err != nil {
+			return nil, err
+		}
+		activeID = newest.ID
 		if err := s.dir.SetActiveKey(ctx, manager.DN, "", activeID, r.owner(s.obj)); err != nil {
 			return nil, r.keyWriteFailure(ctx, s, "set the active key", err)
 		}
 		manager.Policy = &directory.PolicyObject{ActiveKeyID: activeID}
 		r.normal(s.obj, "ActiveKeyAdopted", "LoadKey", fmt.Sprintf("%s had no CryptoPolicy; made the newest key %s active", manager.DN, activeID))
 	}
+	committed, pending := splitPending(manager)
+	ring, err := r.openRing(s, manager, container, activeID, committed, p)
+	if err != nil {
+		return nil, err
+	}
+	// A rotation this DKMContainer added and has not activated (it waited for replication):
+	// resume it rather than rotate again. Pending keys of anyone else stay out of the ring.
+	if len(pending) == 0 || !s.writer() || !pending[len(pending)-1].OwnedBy(r.owner(s.obj)) {
+		return ring, nil
+	}
+	next := pending[len(pending)-1]
+	if err := r.commitKeys(ctx, s, "rotated key "+next.ID, copiesOf([]directory.KeyObject{next})); err != nil {
+		r.Keys.Set(s.obj, ring) // replicas keep the committed keys meanwhile
+		return nil, err
+	}
+	if err := s.dir.SetActiveKey(ctx, manager.DN, activeID, next.ID, r.owner(s.obj)); err != nil {
+		r.Keys.Set(s.obj, ring)
+		return nil, r.keyWriteFailure(ctx, s, "activate the rotated key", err)
+	}
+	manager.Policy.ActiveKeyID = next.ID
+	if ring, err = r.openRing(s, manager, container, next.ID, manager.Keys, p); err != nil {
+		return nil, err
+	}
+	r.normal(s.obj, dkmv1.ReasonKeyRotated, "RotateKey", fmt.Sprintf("rotated to key %s (%s); %d version(s) retained",
+		ring.ActiveID(), ring.Active().Fingerprint, ring.Len()))
+	return ring, nil
+}
+
+// openRing opens the given key versions with activeID active. A ring that does not open (wrong
+// KEK, altered blob) is reported, never replaced.
+func (r *DKMContainerReconciler) openRing(s *scope, manager *directory.Manager, container keys.ObjectGUID,
+	activeID string, ks []directory.KeyObject, p keys.Protector) (*keys.Ring, error) {
+	stored := make([]keys.StoredKey, 0, len(ks))
+	for _, k := range ks {
+		stored = append(stored, keys.StoredKey{ID: k.ID, Blob: k.Blob, Created: k.Created})
+	}
 	ring, err := keys.LoadRing(container, activeID, stored, p)
 	if err != nil {
 		msg := fmt.Sprintf("the keys in %s do not open (%v); nothing was changed: check the KEK Secret "+
 			"(a retired KEK must stay under a kek.<suffix> entry until re-wrapped) and spec.keyProtection.mode", manager.DN, err)
-		markFalse(s.obj, cond, dkmv1.ReasonKeyUnreadable, msg)
+		markFalse(s.obj, dkmv1.ConditionKeyReady, dkmv1.ReasonKeyUnreadable, msg)
 		r.warn(s.obj, dkmv1.ReasonKeyUnreadable, "LoadKey", msg)
 		return nil, stop(dkmv1.ReasonKeyUnreadable)
 	}
@@ -285,24 +408,43 @@ func (r *DKMContainerReconciler) maintainRing(ctx context.Context, s *scope, man
 		if err != nil {
 			return nil, r.failPhase(s, cond, "RewrapKeys", err)
 		}
+		var copies []pendingCopy
 		for _, b := range blobs {
-			dn := keyDN(manager, b.ID)
-			if err := s.dir.ReplaceKeyBlob(ctx, dn, b.Blob); err != nil {
+			k := keyObject(manager, b.ID)
+			if err := s.dir.ReplaceKeyBlob(ctx, k.DN, b.Blob); err != nil {
 				return nil, r.keyWriteFailure(ctx, s, "re-wrap key "+b.ID, err)
 			}
+			copies = append(copies, pendingCopy{id: b.ID, guid: k.GUID, blob: b.Blob})
 		}
 		ring = rewrapped
 		r.normal(s.obj, "KeysRewrapped", "RewrapKeys", fmt.Sprintf("re-wrapped %d key version(s) under the active KEK", len(blobs)))
+		// The same keys: replicas keep them. Until the new blobs replicate, a DC may still hold
+		// blobs only the retired KEK opens.
+		if err := r.commitKeys(ctx, s, "keys re-wrapped under the active KEK (keep the retired KEK in the Secret until then)", copies); err != nil {
+			r.Keys.Set(s.obj, ring)
+			return nil, err
+		}
 	}
 	if period := rotationPeriod(s.obj); keys.RotationDue(ring.Active().Created, period, s.now) {
+		if err := r.guardWrite(ctx, s, cond, "rotate the key"); err != nil {
+			r.Keys.Set(s.obj, ring)
+			return nil, err
+		}
 		rotated, stored, err := ring.Rotate(p, s.now)
 		if err != nil {
 			return nil, r.failPhase(s, cond, "RotateKey", err)
 		}
 		// Key contact first, then CryptoPolicy: an interruption leaves an extra inactive
 		// version, never a policy pointing at nothing.
-		if _, err := s.dir.AddKey(ctx, manager.DN, stored.ID, stored.Blob, r.owner(s.obj)); err != nil {
+		added, err := s.dir.AddKey(ctx, manager.DN, stored.ID, stored.Blob, r.owner(s.obj))
+		if err != nil {
 			return nil, r.keyWriteFailure(ctx, s, "add the rotated key", err)
+		}
+		// Activated only once enough DCs hold it; meanwhile replicas keep the current ring and
+		// loadRing resumes the activation.
+		if err := r.commitKeys(ctx, s, "rotated key "+stored.ID, []pendingCopy{{id: stored.ID, guid: added.GUID, blob: stored.Blob}}); err != nil {
+			r.Keys.Set(s.obj, ring)
+			return nil, err
 		}
 		if err := s.dir.SetActiveKey(ctx, manager.DN, activePolicyValue(manager, ring), stored.ID, r.owner(s.obj)); err != nil {
 			return nil, r.keyWriteFailure(ctx, s, "activate the rotated key", err)
@@ -338,13 +480,13 @@ func (r *DKMContainerReconciler) keyWriteFailure(ctx context.Context, s *scope, 
 	return r.failPhase(s, dkmv1.ConditionKeyReady, "WriteKey", err)
 }
 
-func keyDN(m *directory.Manager, id string) string {
+func keyObject(m *directory.Manager, id string) directory.KeyObject {
 	for _, k := range m.Keys {
 		if strings.EqualFold(k.ID, id) {
-			return k.DN
+			return k
 		}
 	}
-	return ""
+	return directory.KeyObject{}
 }
 
 // rotationPeriod is the period rotation runs on; 0 (never) when none is set or the one set is

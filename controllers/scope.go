@@ -18,8 +18,14 @@ type scope struct {
 	now      time.Time
 
 	// connect
-	dir    Directory
-	domain directory.Domain
+	// dir is the DC every read and write of this reconcile goes to: dirs[inUse] (multidc.go).
+	dir     Directory
+	urls    []string
+	dirs    []Directory // one per URL
+	inUse   int
+	dcName  string
+	dcIsPDC bool
+	domain  directory.Domain
 	// operatorSID is the bind identity's SID: it is granted full control with the service
 	// accounts so that Enforce never locks the operator out of the keys it manages.
 	operatorSID secdesc.SID

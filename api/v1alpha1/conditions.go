@@ -88,6 +88,20 @@ const (
 	// ReasonInvalidRotationPeriod: spec.rotation.period is below MinRotationPeriod (stored before
 	// the API server checked it). Keys are loaded and served; nothing is rotated until it is fixed.
 	ReasonInvalidRotationPeriod = "InvalidRotationPeriod"
+	// ReasonKeyNotReplicated: a new key (or a re-wrapped one) is written but not yet read back
+	// from spec.directory.minKeyCopies domain controllers; it is not active, recorded or
+	// projected until it is. The message names the DCs that hold it.
+	ReasonKeyNotReplicated = "KeyNotReplicated"
+	// ReasonReplicationLag: the DC in use lacks a key, DC Manager or container that another DC
+	// holds (replication has not caught up); nothing is concluded or written until it has.
+	ReasonReplicationLag = "ReplicationLag"
+	// ReasonDCUnavailable: a configured DC did not answer, and what the operator was about to
+	// conclude (KeyLost) or write (a first key, a rotation, a container) needs every DC's
+	// answer; nothing is concluded or written until it answers.
+	ReasonDCUnavailable = "DCUnavailable"
+	// ReasonReplicationConflict is the Warning event for objects AD's replication conflict
+	// resolution renamed (CNF in the name): they are reported, never used and never deleted.
+	ReasonReplicationConflict = "ReplicationConflict"
 
 	// ReplicasProjected reasons.
 	ReasonKeysNotLoaded    = "KeysNotLoaded"

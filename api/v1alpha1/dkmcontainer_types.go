@@ -87,9 +87,12 @@ type SecretKeyReference struct {
 }
 
 // DirectorySpec says how to reach Active Directory and as whom.
+// +kubebuilder:validation:XValidation:rule="!has(self.minKeyCopies) || self.minKeyCopies <= size(self.urls)",message="minKeyCopies cannot exceed the number of urls: a new key is read back from that many different domain controllers"
 type DirectorySpec struct {
-	// URLs of domain controllers, tried in order: ldaps://host[:port], or ldap://host[:port],
-	// which always upgrades with StartTLS unless insecureAllowPlainLDAP is set.
+	// URLs of domain controllers: ldaps://host[:port], or ldap://host[:port], which always
+	// upgrades with StartTLS unless insecureAllowPlainLDAP is set. Every writer uses the
+	// domain's PDC emulator when it is among them, else the first that answers. List two or
+	// more DCs of the domain for durable keys (see minKeyCopies).
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
 	// +kubebuilder:validation:items:Pattern=`^ldaps?://[^/?#\s]+/?$`
@@ -117,6 +120,29 @@ type DirectorySpec struct {
 	// +kubebuilder:default="15s"
 	// +optional
 	OperationTimeout *metav1.Duration `json:"operationTimeout,omitempty"`
+
+	// MinKeyCopies is how many of the listed domain controllers must hold a new key (read back
+	// from each) before it becomes active, is recorded in status and reaches any replica: a key
+	// written to one DC that dies before replicating it is then never in use. Unset: 2 when two
+	// or more urls are listed, else 1 (status says that the key is then on one DC only). At
+	// most the number of urls.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=16
+	// +optional
+	MinKeyCopies *int32 `json:"minKeyCopies,omitempty"`
+}
+
+// KeyCopies is the number of domain controllers that must hold a new key: MinKeyCopies, or 2
+// when two or more URLs are listed, else 1.
+func (d DirectorySpec) KeyCopies() int {
+	switch {
+	case d.MinKeyCopies != nil:
+		return int(*d.MinKeyCopies)
+	case len(d.URLs) >= 2:
+		return 2
+	default:
+		return 1
+	}
 }
 
 // KeyProtectionSpec says how keys are stored in AD.

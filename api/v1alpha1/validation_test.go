@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	dkmv1 "github.com/dkm-operator/dkm-operator/api/v1alpha1"
@@ -87,6 +88,9 @@ func TestCRDValidation(t *testing.T) {
 		{"rotation period 59m59s", rotateEvery("59m59s"), "rotation.period must be at least 1h"},
 		{"rotation period 0s", rotateEvery("0s"), "rotation.period must be at least 1h"},
 		{"rotation period -1h", rotateEvery("-1h"), "rotation.period must be at least 1h"},
+		{"minKeyCopies 0", func(o *dkmv1.DKMContainer) { o.Spec.Directory.MinKeyCopies = ptr.To[int32](0) }, "spec.directory.minKeyCopies"},
+		{"minKeyCopies above the URLs", func(o *dkmv1.DKMContainer) { o.Spec.Directory.MinKeyCopies = ptr.To[int32](3) },
+			"minKeyCopies cannot exceed the number of urls"},
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {
@@ -111,6 +115,13 @@ func TestCRDValidation(t *testing.T) {
 			}
 		})
 	}
+	t.Run("minKeyCopies up to the number of URLs", func(t *testing.T) {
+		obj := valid("copies")
+		obj.Spec.Directory.MinKeyCopies = ptr.To[int32](2)
+		if err := c.Create(ctx, obj); err != nil {
+			t.Fatalf("create: %v", err)
+		}
+	})
 
 	t.Run("Plain needs no KEK", func(t *testing.T) {
 		obj := valid("plain")

@@ -33,6 +33,36 @@ type Observation struct {
 	// contacts in it). A DKM container holds nothing else, so any entry here means spec.path
 	// names some other container (a typo such as CN=System): the operator must not claim it.
 	Foreign []string
+	// Conflicts lists the objects below the container that AD's replication conflict resolution
+	// renamed (IsConflictName), and everything inside them: two DCs each accepted an add of the
+	// same name before replicating. They are never a key source; the caller reports them.
+	Conflicts []Conflict
+}
+
+// Conflict is an object renamed by replication conflict resolution, or one inside such an object.
+type Conflict struct {
+	Object
+	// KeyID is the key ID (attribute l) when the object is a key contact.
+	KeyID string
+}
+
+// conflictMark is what AD (and Samba, repl_meta_data.c) puts into the RDN value of the object
+// that loses a name conflict: "<name>\nCNF:<objectGUID>", shown in DNs as "\0ACNF:".
+const conflictMark = "\nCNF:"
+
+// IsConflictName reports whether an RDN value carries the replication conflict mark.
+func IsConflictName(rdn string) bool { return strings.Contains(rdn, conflictMark) }
+
+// inConflict reports whether dn, or one of its ancestors below base, is a conflict object.
+func inConflict(dn, base *ldap.DN) bool {
+	for i := 0; i < len(dn.RDNs)-len(base.RDNs); i++ {
+		for _, a := range dn.RDNs[i].Attributes {
+			if IsConflictName(a.Value) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Object is what every observed object carries.
@@ -135,6 +165,18 @@ func buildObservation(base *ldap.DN, containerDN string, entries []*ldap.Entry) 
 				return nil, err
 			}
 			obs.Exists, obs.Container, found = true, obj, true
+			continue
+		}
+		if inConflict(dn, base) {
+			obj, err := objectOf(e)
+			if err != nil {
+				return nil, err
+			}
+			c := Conflict{Object: obj}
+			if hasClass(e, "contact") && !strings.HasPrefix(strings.ToLower(rdnValue(dn)), strings.ToLower(PolicyName)) {
+				c.KeyID = attrValue(e, "l")
+			}
+			obs.Conflicts = append(obs.Conflicts, c)
 			continue
 		}
 		all = append(all, parsed{e, dn})

@@ -2,6 +2,7 @@ package directory
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -98,5 +99,61 @@ func TestBuildObservationUnreadableContainer(t *testing.T) {
 	bad := entry(base, 1, "not a time", []string{"container"}, nil)
 	if _, err := buildObservation(dn, base, []*ldap.Entry{bad}); err == nil || errors.Is(err, ErrNoSuchObject) {
 		t.Errorf("malformed whenCreated: %v", err)
+	}
+}
+
+// Objects AD's replication conflict resolution renamed ("\0ACNF:<GUID>" in the RDN), and
+// everything inside them, are Conflicts: never a manager, a key or a foreign object.
+func TestBuildObservationConflicts(t *testing.T) {
+	const base = "CN=VMMDKM,CN=System,DC=demo,DC=local"
+	container := []string{"top", "container"}
+	contact := []string{"top", "person", "organizationalPerson", "contact"}
+	const cnfManager = `CN=DC Manager a\0ACNF:0b1c2d3e-0000-0000-0000-000000000001,` + base
+	entries := []*ldap.Entry{
+		entry(base, 1, "20240101000000.0Z", container, nil),
+		entry("CN=DC Manager a,"+base, 2, "20240101000000.0Z", container, nil),
+		entry("CN=k1,CN=DC Manager a,"+base, 3, "20240101000001.0Z", contact, map[string][]string{"l": {"k1"}}),
+		entry(`CN=k2\0ACNF:0b1c2d3e-0000-0000-0000-000000000004,CN=DC Manager a,`+base, 4, "20240101000002.0Z", contact, map[string][]string{"l": {"k2"}}),
+		entry(cnfManager, 5, "20240101000000.0Z", container, nil),
+		entry("CN=k9,"+cnfManager, 6, "20240101000001.0Z", contact, map[string][]string{"l": {"k9"}}),
+		entry("CN=CryptoPolicy,"+cnfManager, 7, "20240101000001.0Z", contact, map[string][]string{"displayName": {"k9"}}),
+	}
+	dn, _ := ParseDN(base)
+	obs, err := buildObservation(dn, base, entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(obs.Managers) != 1 || len(obs.Managers[0].Keys) != 1 || obs.Managers[0].Keys[0].ID != "k1" {
+		t.Fatalf("live layout = %+v, want one manager with k1 only", obs.Managers)
+	}
+	if len(obs.Foreign) != 0 {
+		t.Errorf("foreign = %v, want none", obs.Foreign)
+	}
+	var ids []string
+	for _, c := range obs.Conflicts {
+		ids = append(ids, c.KeyID)
+	}
+	if len(obs.Conflicts) != 4 || !slices.Equal(ids, []string{"k2", "", "k9", ""}) {
+		t.Errorf("conflicts = %+v (key IDs %q), want k2, the manager, k9 and its CryptoPolicy", obs.Conflicts, ids)
+	}
+	if !IsConflictName("DC Manager a\nCNF:0b1c2d3e-0000-0000-0000-000000000001") || IsConflictName("CNF: a person's name") {
+		t.Error("IsConflictName")
+	}
+}
+
+func TestServerName(t *testing.T) {
+	for in, want := range map[string]string{
+		"CN=NTDS Settings,CN=DC1,CN=Servers,CN=Default-First-Site-Name,CN=Sites,CN=Configuration,DC=demo,DC=local": "DC1",
+		"cn=ntds settings,cn=vm,cn=servers,dc=x": "vm",
+		"CN=DC1,CN=Servers,DC=x":                 "CN=DC1,CN=Servers,DC=x",
+		"not a DN":                               "not a DN",
+	} {
+		if got := ServerName(in); got != want {
+			t.Errorf("ServerName(%q) = %q, want %q", in, got, want)
+		}
+	}
+	info := ServerInfo{ServiceName: "CN=NTDS Settings,CN=DC1,CN=Servers,DC=x", PDC: "cn=ntds settings, cn=dc1,cn=servers,dc=X"}
+	if !info.IsPDC() || (ServerInfo{ServiceName: info.ServiceName}).IsPDC() {
+		t.Error("IsPDC")
 	}
 }

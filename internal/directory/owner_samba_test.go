@@ -2,6 +2,7 @@ package directory
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/go-ldap/ldap/v3"
@@ -103,4 +104,24 @@ func TestOwnershipRecordsInAD(t *testing.T) {
 			t.Errorf("after DeleteOwned: %+v", after.Managers)
 		}
 	})
+}
+
+// ServerInfo names the DC that answered and the PDC emulator, read by an ordinary user as by
+// an admin: the test DC is its domain's only DC, so it is the PDC.
+func TestServerInfoInAD(t *testing.T) {
+	dc := needDC(t)
+	user := createUser(t, dc, "srvinfo")
+	for _, cfg := range []Config{adminConfig(dc), configAs(dc, user.UPN(dc), user.Password)} {
+		c := newTestClient(t, cfg)
+		info, err := c.ServerInfo(testCtx(t))
+		if err != nil {
+			t.Fatalf("%s: %v", cfg.Username, err)
+		}
+		if !info.IsPDC() || !strings.HasPrefix(strings.ToUpper(info.ServiceName), "CN=NTDS SETTINGS,") || info.Name() == info.ServiceName {
+			t.Errorf("%s: ServerInfo = %+v (name %q), want this DC as the PDC emulator", cfg.Username, info, info.Name())
+		}
+		if ops := c.Ops(); ops["search"] != 2 {
+			t.Errorf("%s: %d searches, want 2", cfg.Username, ops["search"])
+		}
+	}
 }

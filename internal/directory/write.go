@@ -141,8 +141,8 @@ func (c *Client) ReplaceKeyBlob(ctx context.Context, keyDN string, blob []byte) 
 // every object whose record names owner with origin created, deepest first, each addressed by
 // its objectGUID (<GUID=...>), so an object renamed or replaced since it was read is never
 // deleted through a stale DN. Objects without that record (a person's, another owner's, or one
-// owner merely claimed) are left, and so are their ancestors; left lists them. A root that no
-// longer exists is not an error.
+// owner merely claimed) and replication conflict objects (IsConflictName) are left, and so are
+// their ancestors; left lists them. A root that no longer exists is not an error.
 func (c *Client) DeleteOwned(ctx context.Context, root secdesc.GUID, owner Owner) (left []string, err error) {
 	base := "<GUID=" + root.String() + ">"
 	res, err := c.search(ctx, ldap.NewSearchRequest(base, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
@@ -170,7 +170,9 @@ func (c *Client) DeleteOwned(ctx context.Context, root secdesc.GUID, owner Owner
 			return nil, &Error{Op: "delete", DN: entry.DN, Kind: KindInsufficientAccess, Err: fmt.Errorf("objectGUID unreadable: %w", perr)}
 		}
 		rec, perr := ParseOwner(attrValue(entry, OwnerAttribute))
-		it.owned = perr == nil && rec.Equal(owner) && !rec.Claimed
+		// A replication conflict object may hold the only copy of a key some replica used: it
+		// is a person's decision, never deleted here (nor anything above it).
+		it.owned = perr == nil && rec.Equal(owner) && !rec.Claimed && !inConflict(parsed, &ldap.DN{})
 		items = append(items, it)
 	}
 	slices.SortFunc(items, func(a, b item) int { return cmp.Compare(b.depth, a.depth) })
