@@ -193,6 +193,22 @@ func expectNoWrites(t *testing.T, what string, dom *replicatedAD, before []map[s
 	}
 }
 
+// expectWaiting checks that cond is False with reason and that no DC received a write since
+// before: a transient wait.
+func expectWaiting(t *testing.T, c *pwCluster, dom *replicatedAD, before []map[string]int, cond, reason, what string) {
+	t.Helper()
+	c.expectCond(cond, metav1.ConditionFalse, reason)
+	expectNoWrites(t, what, dom, before)
+}
+
+// expectServing checks that the KeyStore serves id as the active key.
+func expectServing(t *testing.T, c *pwCluster, id, what string) {
+	t.Helper()
+	if ring := c.r.Keys.Get(c.key); ring == nil || ring.ActiveID().String() != id {
+		t.Fatalf("%s: the KeyStore holds %v, want active key %s", what, ring, id)
+	}
+}
+
 // A first key on two DCs: written on the PDC, it is not active (no CryptoPolicy), not in status
 // and not in the KeyStore until the second DC holds it; then it is, and the steady state reads
 // one DC once.
@@ -223,8 +239,7 @@ func TestMultiDCFirstKeyWaitsForReplication(t *testing.T) {
 	// Still not replicated: nothing more is written.
 	before := callsOf(dom)
 	c.mustReconcile()
-	c.expectCond(dkmv1.ConditionKeyReady, metav1.ConditionFalse, dkmv1.ReasonKeyNotReplicated)
-	expectNoWrites(t, "waiting for replication", dom, before)
+	expectWaiting(t, c, dom, before, dkmv1.ConditionKeyReady, dkmv1.ReasonKeyNotReplicated, "waiting for replication")
 
 	dom.replicate(1, 2)
 	c.mustReconcile()
@@ -283,8 +298,7 @@ func TestMultiDCPDCStopsBeforeReplication(t *testing.T) {
 	// DC1 is back but has not replicated: DC2 (still in use) lacks what DC1 holds.
 	dom.setDown(1, false)
 	c.mustReconcile()
-	c.expectCond(dkmv1.ConditionKeyReady, metav1.ConditionFalse, dkmv1.ReasonReplicationLag)
-	expectNoWrites(t, "DC1 back, not replicated", dom, before)
+	expectWaiting(t, c, dom, before, dkmv1.ConditionKeyReady, dkmv1.ReasonReplicationLag, "DC1 back, not replicated")
 
 	// Back on the PDC once the fallback choice expires; the commit completes after replication.
 	clock.advance(2 * DefaultRetry)
@@ -325,16 +339,12 @@ func TestMultiDCFailoverToLaggingDC(t *testing.T) {
 			t.Fatalf("KeyLost on a lagging DC: %s", c.conditions())
 		}
 	}
-	c.expectCond(dkmv1.ConditionContainerReady, metav1.ConditionFalse, dkmv1.ReasonDCUnavailable)
-	expectNoWrites(t, "failover to the lagging DC", dom, before)
-	if ring := c.r.Keys.Get(c.key); ring == nil || ring.ActiveID().String() != id {
-		t.Fatalf("the KeyStore lost the key during the outage: %v", ring)
-	}
+	expectWaiting(t, c, dom, before, dkmv1.ConditionContainerReady, dkmv1.ReasonDCUnavailable, "failover to the lagging DC")
+	expectServing(t, c, id, "during the outage")
 
 	dom.setDown(1, false)
 	c.reconcile()
-	c.expectCond(dkmv1.ConditionContainerReady, metav1.ConditionFalse, dkmv1.ReasonReplicationLag)
-	expectNoWrites(t, "DC1 back, DC2 lagging", dom, before)
+	expectWaiting(t, c, dom, before, dkmv1.ConditionContainerReady, dkmv1.ReasonReplicationLag, "DC1 back, DC2 lagging")
 
 	dom.replicate(1, 2)
 	c.mustReconcile()
@@ -365,11 +375,8 @@ func TestMultiDCRotation(t *testing.T) {
 	dom.setDown(2, true)
 	before := callsOf(dom)
 	c.mustReconcile()
-	c.expectCond(dkmv1.ConditionKeyReady, metav1.ConditionFalse, dkmv1.ReasonDCUnavailable)
-	expectNoWrites(t, "rotation due, DC2 down", dom, before)
-	if ring := c.r.Keys.Get(c.key); ring == nil || ring.ActiveID().String() != oldID {
-		t.Fatalf("KeyStore %v, want the current key kept", ring)
-	}
+	expectWaiting(t, c, dom, before, dkmv1.ConditionKeyReady, dkmv1.ReasonDCUnavailable, "rotation due, DC2 down")
+	expectServing(t, c, oldID, "rotation due, DC2 down")
 
 	// DC2 back: the new version is added, not activated until DC2 holds it.
 	dom.setDown(2, false)
