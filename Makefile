@@ -91,8 +91,12 @@ chaos: test-env ## Randomized fault schedules against the operator binary and tw
 
 BENCH_FLAGS ?=
 .PHONY: bench
-bench: ## Time from pod to key Secret (1/100/1000 pods) vs a bare Secret create; envtest only, no Samba.
+bench: ## Time from pod to key Secret (1/100/1000/5000 pods) vs as many bare Secrets created at once; envtest only, no Samba.
 	go test ./controllers -run '^$$' -bench BenchmarkProjection -benchtime 1x -timeout $(TEST_TIMEOUT) $(BENCH_FLAGS)
+
+.PHONY: bench-memory
+bench-memory: ## Peak RSS of the operator binary with 10,000 unrelated Secrets and pods, and its growth per replica; envtest + Samba.
+	go test ./test/memory -run '^$$' -bench BenchmarkOperatorMemory -benchtime 1x -timeout $(TEST_TIMEOUT) $(BENCH_FLAGS)
 
 ##@ Deploy
 

@@ -9,6 +9,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -161,6 +162,71 @@ var _ = Describe("Replica projection", func() {
 				g.Expect(s.Data).To(ContainElement(Equal(want)), "the old version is kept")
 			}, eventually).Should(Succeed())
 		}
+	})
+
+	It("takes the Secret from a pod that leaves the selector, and gives it back when the pod returns", func(ctx context.Context) {
+		obj := withReplicas(f.dkm("vmm", f.path("leave")))
+		Expect(k8sClient.Create(ctx, obj)).To(Succeed())
+		p := pod(ctx, "vmm-0", "vmm")
+		pod(ctx, "vmm-1", "vmm")
+		Eventually(secretOf(ctx, obj, "vmm-0"), eventually).Should(Not(BeNil()))
+		Eventually(func() int32 { return get(ctx, obj).Status.ProjectedReplicas }, eventually).Should(Equal(int32(2)))
+
+		relabel := func(app string) {
+			cur := &corev1.Pod{}
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(p), cur)).To(Succeed())
+			cur.Labels["app"] = app
+			Expect(k8sClient.Update(ctx, cur)).To(Succeed())
+		}
+		relabel("other")
+		Eventually(func() error { _, err := secretOf(ctx, obj, "vmm-0")(); return err }, eventually).Should(
+			WithTransform(apierrors.IsNotFound, BeTrue()))
+		Eventually(func() int32 { return get(ctx, obj).Status.ProjectedReplicas }, eventually).Should(Equal(int32(1)))
+		_, err := secretOf(ctx, obj, "vmm-1")()
+		Expect(err).NotTo(HaveOccurred(), "the other replica keeps its Secret")
+
+		relabel("vmm")
+		Eventually(secretOf(ctx, obj, "vmm-0"), eventually).Should(WithTransform(
+			func(s *corev1.Secret) string { return string(s.Data[SecretKeyActiveID]) }, Equal(get(ctx, obj).Status.ActiveKeyID)))
+		Eventually(func() int32 { return get(ctx, obj).Status.ProjectedReplicas }, eventually).Should(Equal(int32(2)))
+	})
+
+	It("serves every other pod while one pod's Secret cannot be written, and says which", func(ctx context.Context) {
+		obj := withReplicas(f.dkm("vmm", f.path("stuck")))
+		// A person's immutable Secret squats on vmm-0's Secret name: it cannot be made a key
+		// Secret, and is not the projector's to delete.
+		squatter := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: dkmv1.KeySecretName(obj.Name, "vmm-0"), Namespace: f.ns,
+				Labels: map[string]string{LabelContainer: obj.Name}},
+			Immutable: new(true),
+			Data:      map[string][]byte{"n": []byte("x")},
+		}
+		Expect(k8sClient.Create(ctx, squatter)).To(Succeed())
+		Expect(k8sClient.Create(ctx, obj)).To(Succeed())
+		pod(ctx, "vmm-0", "vmm")
+		pod(ctx, "vmm-1", "vmm")
+		Eventually(secretOf(ctx, obj, "vmm-1"), eventually).Should(Not(BeNil()))
+		c := expectCondition(ctx, obj, dkmv1.ConditionReplicasProjected, metav1.ConditionFalse, dkmv1.ReasonProjectionFailed)
+		Expect(c.Message).To(ContainSubstring("vmm-0"))
+		Expect(get(ctx, obj).Status.ProjectedReplicas).To(Equal(int32(1)))
+
+		// The squatter goes: vmm-0 gets its key, and status counts both.
+		Expect(k8sClient.Delete(ctx, squatter)).To(Succeed())
+		Eventually(secretOf(ctx, obj, "vmm-0"), eventually).Should(WithTransform(
+			func(s *corev1.Secret) []metav1.OwnerReference { return s.OwnerReferences }, ConsistOf(HaveField("Name", "vmm-0"))))
+		expectCondition(ctx, obj, dkmv1.ConditionReplicasProjected, metav1.ConditionTrue, dkmv1.ReasonReady)
+		Eventually(func() int32 { return get(ctx, obj).Status.ProjectedReplicas }, eventually).Should(Equal(int32(2)))
+	})
+
+	It("caches pods cut down to what projection reads", func(ctx context.Context) {
+		p := pod(ctx, "vmm-0", "vmm")
+		cached := &corev1.Pod{}
+		Eventually(func() error { return mgrClient.Get(ctx, client.ObjectKeyFromObject(p), cached) }, eventually).Should(Succeed())
+		Expect(cached.UID).To(Equal(p.UID))
+		Expect(cached.Labels).To(Equal(p.Labels))
+		Expect(cached.Spec.ServiceAccountName).To(Equal("vmm"))
+		Expect(cached.Spec.Containers).To(BeEmpty(), "containers are not cached")
+		Expect(cached.ManagedFields).To(BeEmpty(), "managed fields are not cached")
 	})
 
 	It("keeps Secrets and serves new pods from memory while the directory is down", func(ctx context.Context) {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -46,7 +47,7 @@ func TestProjectorKeepsSecretWhenRestoreFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The pod's Secret exists but was tampered with, so the projector must restore it.
-	tampered := desiredSecret(obj, pod, ring)
+	tampered := desiredSecret(obj, pod, ringData(ring))
 	tampered.Data[SecretKeyActive] = []byte("tampered")
 
 	deletes := 0
@@ -69,9 +70,12 @@ func TestProjectorKeepsSecretWhenRestoreFails(t *testing.T) {
 	store.Set(obj, ring)
 	p := &ReplicaProjector{Client: c, APIReader: c, Recorder: events.NewFakeRecorder(10), Keys: store}
 
-	_, err = p.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(obj)})
+	_, err = p.reconcilePod(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(pod)})
 	if !apierrors.IsServiceUnavailable(err) {
-		t.Fatalf("Reconcile: %v, want the restore's error returned (and retried)", err)
+		t.Fatalf("reconcilePod: %v, want the restore's error returned (and retried)", err)
+	}
+	if _, err := p.reconcileStatus(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(obj)}); err != nil {
+		t.Fatalf("reconcileStatus: %v", err)
 	}
 	if deletes != 0 {
 		t.Errorf("the projector deleted %d Secret(s) after a failed restore", deletes)
@@ -101,4 +105,62 @@ func unitScheme(t testing.TB) *runtime.Scheme {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// A burst's status events land in one write per statusDelay: the first at once, every later
+// one in the window joins the one booked after it.
+func TestStatusPace(t *testing.T) {
+	obj := types.NamespacedName{Namespace: "vmm", Name: "vmm"}
+	t0 := time.Unix(1000, 0)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	var pace statusPace
+	for _, step := range []struct {
+		now  time.Time
+		want time.Duration
+	}{
+		{at(0), 0}, // free: now
+		{at(100 * time.Millisecond), 900 * time.Millisecond},  // booked for t0+1s
+		{at(500 * time.Millisecond), 500 * time.Millisecond},  // joins it
+		{at(1200 * time.Millisecond), 800 * time.Millisecond}, // the next slot, t0+2s
+		{at(5 * time.Second), 0},                              // long quiet: now again
+	} {
+		if got := pace.next(obj, step.now); got != step.want {
+			t.Errorf("next at +%s = %s, want %s", step.now.Sub(t0), got, step.want)
+		}
+	}
+	other := types.NamespacedName{Namespace: "vmm", Name: "other"}
+	if got := pace.next(other, at(5*time.Second)); got != 0 {
+		t.Errorf("another DKMContainer waits %s, want its own pace", got)
+	}
+}
+
+// The pod cache keeps only what projection reads.
+func TestProjectionFields(t *testing.T) {
+	deleting := metav1.Now()
+	in := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: "vmm-0", Namespace: "vmm", UID: "uid", ResourceVersion: "7", DeletionTimestamp: &deleting,
+			Labels: map[string]string{"app": "vmm"}, Annotations: map[string]string{"big": "x"},
+			ManagedFields:   []metav1.ManagedFieldsEntry{{Manager: "kubectl"}},
+			OwnerReferences: []metav1.OwnerReference{{Kind: "StatefulSet", Name: "vmm"}},
+		},
+		Spec:   corev1.PodSpec{ServiceAccountName: "vmm", NodeName: "node", Containers: []corev1.Container{{Name: "vmm"}}},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.0.0.1"},
+	}
+	out, err := projectionFields(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "vmm-0", Namespace: "vmm", UID: "uid", ResourceVersion: "7",
+			DeletionTimestamp: &deleting, Labels: map[string]string{"app": "vmm"}},
+		Spec:   corev1.PodSpec{ServiceAccountName: "vmm"},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning},
+	}
+	if !equality.Semantic.DeepEqual(out, want) {
+		t.Errorf("projectionFields = %+v, want %+v", out, want)
+	}
+	if tomb, _ := projectionFields("not a pod"); tomb != "not a pod" {
+		t.Errorf("projectionFields changed a non-pod: %v", tomb)
+	}
 }

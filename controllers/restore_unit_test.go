@@ -114,7 +114,7 @@ func TestRestoreLostKeyFromCluster(t *testing.T) {
 func replicaSecret(t *testing.T, c *pwCluster, ring *keys.Ring) {
 	t.Helper()
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "vmm-0", Namespace: "vmm", UID: "pod-uid"}}
-	if err := c.r.Create(context.Background(), desiredSecret(c.get(), pod, ring)); err != nil {
+	if err := c.r.Create(context.Background(), desiredSecret(c.get(), pod, ringData(ring))); err != nil {
 		t.Fatal(err)
 	}
 }
