@@ -10,18 +10,14 @@ import (
 )
 
 // CacheOptions keeps the manager's cache narrow: Secrets only when labelled as projected key
-// Secrets (never every Secret in the cluster), pods cut down to what projection reads
-// (projectionFields), and only the given namespaces when any are given (namespaced mode). Bind
-// and KEK Secrets are read uncached through the API reader.
+// Secrets (never every Secret in the cluster), and only the given namespaces when any are given
+// (namespaced mode). Bind and KEK Secrets are read uncached through the API reader. Pods are not
+// in it: the projector watches them only where a DKMContainer selects pods (podCaches).
 func CacheOptions(namespaces []string) cache.Options {
 	projected, _ := labels.NewRequirement(LabelContainer, selection.Exists, nil)
-	readOnly := true
 	opts := cache.Options{
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Secret{}: {Label: labels.NewSelector().Add(*projected)},
-			// Only the projector reads pods, and never writes the copies it gets: the cache
-			// hands out the stored (already small) objects instead of deep copies.
-			&corev1.Pod{}: {Transform: projectionFields, UnsafeDisableDeepCopy: &readOnly},
 		},
 	}
 	if len(namespaces) > 0 {
@@ -35,8 +31,8 @@ func CacheOptions(namespaces []string) cache.Options {
 
 // projectionFields keeps of a pod what the projector reads: its identity and labels (the
 // selector, the Secret's owner), whether it is terminating or finished, and its service
-// account. Every other pod in the watched namespaces is cached too (a selector can match any),
-// so the rest (containers, volumes, status, managed fields) is dropped before it is stored.
+// account. Every other pod of such a namespace is cached too (a selector can match any), so
+// the rest (containers, volumes, status, managed fields) is dropped before it is stored.
 func projectionFields(in any) (any, error) {
 	pod, ok := in.(*corev1.Pod)
 	if !ok {

@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -62,6 +63,9 @@ type ReplicaProjector struct {
 	Recorder  events.EventRecorder
 	Keys      *KeyStore
 
+	// pods reads pods from the caches of the namespaces that hold DKMContainers with replicas
+	// (nil: from Client, as the unit tests do).
+	pods *podCaches
 	// failures are the pods whose last Secret write failed, per DKMContainer, for its status.
 	failures projectionFailures
 	// statusQueue tells the status controller which DKMContainers' status to recompute.
@@ -120,22 +124,29 @@ const (
 // Secret when the DKMContainer selects and allows the pod, and otherwise removes the Secret the
 // projector made for it (the pod is gone, finished, no longer matches, or is not allowed).
 func (p *ReplicaProjector) reconcilePod(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	pod := &corev1.Pod{}
-	if err := p.Get(ctx, req.NamespacedName, pod); apierrors.IsNotFound(err) {
-		pod = nil
-	} else if err != nil {
-		return ctrl.Result{}, err
-	}
 	containers := &dkmv1.DKMContainerList{}
 	if err := p.List(ctx, containers, client.InNamespace(req.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+		return ctrl.Result{}, err
+	}
+	containers.Items = slices.DeleteFunc(containers.Items, func(obj dkmv1.DKMContainer) bool {
+		return obj.Spec.Replicas == nil || !obj.DeletionTimestamp.IsZero()
+	})
+	if len(containers.Items) == 0 {
+		return ctrl.Result{}, nil
+	}
+	pods, err := p.podReader(ctx, req.Namespace)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	pod := &corev1.Pod{}
+	if err := pods.Get(ctx, req.NamespacedName, pod); apierrors.IsNotFound(err) {
+		pod = nil
+	} else if err != nil {
 		return ctrl.Result{}, err
 	}
 	var errs []error
 	for i := range containers.Items {
 		obj := &containers.Items[i]
-		if obj.Spec.Replicas == nil || !obj.DeletionTimestamp.IsZero() {
-			continue
-		}
 		err := p.projectTo(ctx, obj, req.Name, pod)
 		p.failures.record(namespacedName(obj), req.Name, err)
 		p.statusChanged(ctx, obj)
@@ -144,6 +155,32 @@ func (p *ReplicaProjector) reconcilePod(ctx context.Context, req ctrl.Request) (
 		}
 	}
 	return ctrl.Result{}, errors.Join(errs...)
+}
+
+// podReader reads the pods of ns from their cache, started (and synced) on first use.
+func (p *ReplicaProjector) podReader(ctx context.Context, ns string) (client.Reader, error) {
+	if p.pods == nil {
+		return p.Client, nil
+	}
+	return p.pods.reader(ctx, ns)
+}
+
+// releasePods stops watching the pods of ns when no DKMContainer there selects pods any more.
+func (p *ReplicaProjector) releasePods(ctx context.Context, ns string) error {
+	if p.pods == nil {
+		return nil
+	}
+	containers := &dkmv1.DKMContainerList{}
+	if err := p.List(ctx, containers, client.InNamespace(ns), client.UnsafeDisableDeepCopy); err != nil {
+		return err
+	}
+	for i := range containers.Items {
+		if containers.Items[i].Spec.Replicas != nil && containers.Items[i].DeletionTimestamp.IsZero() {
+			return nil
+		}
+	}
+	p.pods.release(ns)
+	return nil
 }
 
 // projectTo makes the Secret of one DKMContainer for one pod (nil: gone) what it must be.
@@ -200,14 +237,15 @@ func (p *ReplicaProjector) removeSecret(ctx context.Context, obj *dkmv1.DKMConta
 func (p *ReplicaProjector) reconcileStatus(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	obj := &dkmv1.DKMContainer{}
 	if err := p.Get(ctx, req.NamespacedName, obj); err != nil {
-		if apierrors.IsNotFound(err) {
-			p.failures.forget(req.NamespacedName)
-			p.pace.forget(req.NamespacedName)
+		if !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, err
 		}
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+		p.failures.forget(req.NamespacedName)
+		p.pace.forget(req.NamespacedName)
+		return ctrl.Result{}, p.releasePods(ctx, req.Namespace)
 	}
 	if obj.Spec.Replicas == nil || !obj.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, nil
+		return ctrl.Result{}, p.releasePods(ctx, req.Namespace)
 	}
 	ring := p.Keys.Get(req.NamespacedName)
 	if ring == nil {
@@ -246,8 +284,12 @@ type replicaCount struct{ allowed, projected, denied int }
 // holds ring, and denied ones.
 func (p *ReplicaProjector) countReplicas(ctx context.Context, obj *dkmv1.DKMContainer, selector labels.Selector, ring *keys.Ring) (replicaCount, error) {
 	var count replicaCount
+	reader, err := p.podReader(ctx, obj.Namespace)
+	if err != nil {
+		return count, err
+	}
 	pods := &corev1.PodList{}
-	if err := p.List(ctx, pods, client.InNamespace(obj.Namespace), client.MatchingLabelsSelector{Selector: selector},
+	if err := reader.List(ctx, pods, client.InNamespace(obj.Namespace), client.MatchingLabelsSelector{Selector: selector},
 		client.UnsafeDisableDeepCopy); err != nil {
 		return count, err
 	}
@@ -465,15 +507,20 @@ func (p *ReplicaProjector) setProjected(ctx context.Context, obj *dkmv1.DKMConta
 
 // SetupWithManager registers the pod controller and the status controller.
 //
-// The pod controller hears of pods that a DKMContainer of their namespace selects or that hold
-// one of its Secrets, of those Secrets (a tampered or deleted one is restored), of spec changes
+// The pod controller hears of pods (in the namespaces podCaches watches) that a DKMContainer of
+// their namespace selects or that hold one of its Secrets, of those Secrets (a tampered or deleted one is restored), of spec changes
 // (a new selector) and of the key store's changes. The status controller hears of DKMContainers,
 // of their Secrets and of every pod reconcile, each delayed by statusDelay so a burst coalesces.
 func (p *ReplicaProjector) SetupWithManager(mgr ctrl.Manager) error {
 	p.statusQueue = make(chan event.TypedGenericEvent[*dkmv1.DKMContainer], 1024)
-	err := ctrl.NewControllerManagedBy(mgr).
+	p.pods = &podCaches{config: mgr.GetConfig(), base: cache.Options{
+		Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), HTTPClient: mgr.GetHTTPClient(),
+	}}
+	if err := mgr.Add(p.pods); err != nil {
+		return err
+	}
+	pods, err := ctrl.NewControllerManagedBy(mgr).
 		Named("replicaprojector").
-		Watches(&corev1.Pod{}, p.podEvents()).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(p.podOfSecret)).
 		Watches(&dkmv1.DKMContainer{}, handler.EnqueueRequestsFromMapFunc(p.podsOf),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
@@ -486,9 +533,13 @@ func (p *ReplicaProjector) SetupWithManager(mgr ctrl.Manager) error {
 			},
 		})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: projectionWorkers}).
-		Complete(reconcile.Func(p.reconcilePod))
+		Build(reconcile.Func(p.reconcilePod))
 	if err != nil {
 		return err
+	}
+	// The pods of a namespace are watched from when a DKMContainer there first needs them.
+	p.pods.watch = func(c cache.Cache) error {
+		return pods.Watch(source.Kind(c, client.Object(&corev1.Pod{}), p.podEvents()))
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("replicaprojector-status").
@@ -623,9 +674,15 @@ func (p *ReplicaProjector) podsOf(ctx context.Context, o client.Object) []reconc
 			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: obj.Namespace, Name: name}})
 		}
 	}
-	if sel, err := metav1.LabelSelectorAsSelector(&obj.Spec.Replicas.Selector); err == nil {
+	// Only from a synced cache: a handler must not wait for one. A new namespace's cache lists
+	// its pods to the pod controller itself once synced.
+	reader, synced := client.Reader(p.Client), true
+	if p.pods != nil {
+		reader, synced = p.pods.synced(obj.Namespace)
+	}
+	if sel, err := metav1.LabelSelectorAsSelector(&obj.Spec.Replicas.Selector); err == nil && synced {
 		pods := &corev1.PodList{}
-		if err := p.List(ctx, pods, client.InNamespace(obj.Namespace), client.MatchingLabelsSelector{Selector: sel},
+		if err := reader.List(ctx, pods, client.InNamespace(obj.Namespace), client.MatchingLabelsSelector{Selector: sel},
 			client.UnsafeDisableDeepCopy); err == nil {
 			for i := range pods.Items {
 				add(pods.Items[i].Name)

@@ -11,6 +11,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	dkmv1 "github.com/dkm-operator/dkm-operator/api/v1alpha1"
@@ -218,15 +219,33 @@ var _ = Describe("Replica projection", func() {
 		Eventually(func() int32 { return get(ctx, obj).Status.ProjectedReplicas }, eventually).Should(Equal(int32(2)))
 	})
 
-	It("caches pods cut down to what projection reads", func(ctx context.Context) {
+	It("watches pods only in the namespaces it is asked for, cut down to what projection reads", func(ctx context.Context) {
 		p := pod(ctx, "vmm-0", "vmm")
+		elsewhere := newFixture(ctx).ns
+		Expect(k8sClient.Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: elsewhere, Labels: map[string]string{"app": "vmm"}},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "web"}}},
+		})).To(Succeed())
+
+		caches := &podCaches{config: cfg, base: cache.Options{Scheme: scheme}, watch: func(cache.Cache) error { return nil }}
+		cctx, cancel := context.WithCancel(ctx)
+		DeferCleanup(cancel)
+		go func() { _ = caches.Start(cctx) }()
+		var pods client.Reader
+		Eventually(func() (err error) { pods, err = caches.reader(ctx, f.ns); return err }, eventually).Should(Succeed())
 		cached := &corev1.Pod{}
-		Eventually(func() error { return mgrClient.Get(ctx, client.ObjectKeyFromObject(p), cached) }, eventually).Should(Succeed())
+		Eventually(func() error { return pods.Get(ctx, client.ObjectKeyFromObject(p), cached) }, eventually).Should(Succeed())
 		Expect(cached.UID).To(Equal(p.UID))
 		Expect(cached.Labels).To(Equal(p.Labels))
 		Expect(cached.Spec.ServiceAccountName).To(Equal("vmm"))
 		Expect(cached.Spec.Containers).To(BeEmpty(), "containers are not cached")
 		Expect(cached.ManagedFields).To(BeEmpty(), "managed fields are not cached")
+		Expect(pods.Get(ctx, client.ObjectKey{Namespace: elsewhere, Name: "web"}, &corev1.Pod{})).NotTo(Succeed(),
+			"another namespace's pods are not watched")
+		Expect(caches.namespaces()).To(ConsistOf(f.ns))
+
+		caches.release(f.ns)
+		Expect(caches.namespaces()).To(BeEmpty())
 	})
 
 	It("keeps Secrets and serves new pods from memory while the directory is down", func(ctx context.Context) {

@@ -48,8 +48,6 @@ var (
 	scheme    = runtime.NewScheme()
 	dc        *testenv.DC
 	keyStore  *KeyStore
-	// mgrClient is the operator manager's client: reads come from its cache.
-	mgrClient client.Client
 	// suiteBinds counts the binds the reconciler sends, by identity.
 	suiteBinds = &bindCounter{}
 	// operator is the non-admin account Adopt tests bind as.
@@ -101,7 +99,6 @@ var _ = BeforeSuite(func(ctx context.Context) {
 		Cache:   CacheOptions(nil),
 	})
 	Expect(err).NotTo(HaveOccurred())
-	mgrClient = mgr.GetClient()
 	pool := directory.NewPool()
 	DeferCleanup(pool.Close)
 	keyStore, err = Setup(mgr, Options{

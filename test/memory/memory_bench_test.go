@@ -171,12 +171,16 @@ func startOperator(b *testing.B, kube *envtest.Environment, bin string) *operato
 	must(b, err)
 	kubeconfig, err := user.KubeConfig()
 	must(b, err)
-	dir := b.TempDir()
+	// Kept after the run (the log is the first thing to read about a number).
+	dir, err := os.MkdirTemp("", "dkm-memory-")
+	must(b, err)
 	path := filepath.Join(dir, "kubeconfig")
 	must(b, os.WriteFile(path, kubeconfig, 0o600))
 	op := &operatorProcess{log: filepath.Join(dir, "operator.log")}
 	cmd := exec.Command(bin, "--kubeconfig="+path, "--leader-elect=false", "--enable-webhook=false",
 		"--metrics-bind-address=0", "--health-probe-bind-address=0")
+	// DKM_OPERATOR_GODEBUG reaches the operator alone (gctrace=1 logs every collection).
+	cmd.Env = append(os.Environ(), "GODEBUG="+os.Getenv("DKM_OPERATOR_GODEBUG"))
 	p, err := testenv.StartProcess(cmd, op.log, false)
 	must(b, err)
 	b.Cleanup(func() { _ = p.Stop(10 * time.Second) })
