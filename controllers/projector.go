@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -62,6 +63,8 @@ type ReplicaProjector struct {
 	APIReader client.Reader
 	Recorder  events.EventRecorder
 	Keys      *KeyStore
+	// Workers is how many pods' Secrets are written at once (0: projectionWorkers).
+	Workers int
 
 	// pods reads pods from the caches of the namespaces that hold DKMContainers with replicas
 	// (nil: from Client, as the unit tests do).
@@ -109,10 +112,10 @@ func (s *statusPace) forget(obj types.NamespacedName) {
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
 
 const (
-	// projectionWorkers is how many pods' Secrets are written at once: enough to keep the API
-	// server busy through a burst of new pods (a scale-up, a failover), where one at a time the
-	// last of 1000 pods would wait for 999 round trips.
-	projectionWorkers = 64
+	// projectionWorkers is how many pods' Secrets are written at once by default: enough to keep
+	// the API server busy through a burst of new pods (a scale-up, a failover), where one at a
+	// time the last of 1000 pods would wait for 999 round trips.
+	projectionWorkers = 32
 	// statusDelay coalesces the status writes of a burst: one apply per DKMContainer per delay,
 	// not one per pod.
 	statusDelay = time.Second
@@ -532,7 +535,7 @@ func (p *ReplicaProjector) SetupWithManager(mgr ctrl.Manager) error {
 				p.statusChanged(ctx, e.Object)
 			},
 		})).
-		WithOptions(controller.Options{MaxConcurrentReconciles: projectionWorkers}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: cmp.Or(p.Workers, projectionWorkers)}).
 		Build(reconcile.Func(p.reconcilePod))
 	if err != nil {
 		return err
