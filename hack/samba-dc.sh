@@ -7,6 +7,8 @@
 #   hack/samba-dc.sh missing    # list the packages whose files are absent; exit 1 if any
 #   hack/samba-dc.sh install    # apt-get install the missing packages, then check again
 #   hack/samba-dc.sh template   # install, provision if needed, print the template directory
+#   hack/samba-dc.sh template other  # the same for a second, separately provisioned domain
+#                                    # (OTHER.LOCAL: its own domain SID, for cross-domain restores)
 #   hack/samba-dc.sh pair-template  # also join a second DC once; print the pair template directory
 #   hack/samba-dc.sh pair-check     # print the pair template directory if built, else exit 1
 #                                   # (changes nothing; no install check, so it is quick)
@@ -78,28 +80,45 @@ install() {
 
 template() {
   install
-  local version dir
+  local version dir lockfd
   version=$(samba --version | awk '{print $2}')
   dir="$root/bin/samba/$version/template"
+  case "${1:-}" in
+    "") ;;
+    other) REALM=OTHER.LOCAL; DOMAIN=OTHER; dir="$dir-other" ;;
+    *) echo "unknown template $1 (want: other)" >&2; exit 2 ;;
+  esac
   if [ ! -f "$dir/.provisioned" ]; then
-    echo "provisioning the $REALM template domain (one-time; cached in ${dir#"$root"/})" >&2
-    rm -rf "$dir" "$dir.tmp"
-    mkdir -p "$dir.tmp"
-    # samba-tool needs Debian's python3 (it holds the samba bindings), not whatever is first on PATH.
-    PATH=/usr/sbin:/usr/bin:$PATH samba-tool domain provision \
-      --realm="$REALM" --domain="$DOMAIN" --server-role=dc --dns-backend=NONE --use-rfc2307 \
-      --adminpass="$ADMIN_PASSWORD" --targetdir="$dir.tmp" \
-      --option="interfaces=lo" --option="bind interfaces only=yes" >"$dir.tmp.log" 2>&1 || {
-        cat "$dir.tmp.log" >&2; exit 1; }
-    # Record what the Go fixture needs to rewrite the absolute paths of a copy.
-    printf 'TEMPLATE_DIR=%s\nADMIN_PASSWORD=%s\nREALM=%s\nDOMAIN=%s\n' \
-      "$dir" "$ADMIN_PASSWORD" "$REALM" "$DOMAIN" >"$dir.tmp/fixture.env"
-    sed -i "s#$dir.tmp#$dir#g" "$dir.tmp/etc/smb.conf"
-    mv "$dir.tmp" "$dir"
-    rm -f "$dir.tmp.log"
-    touch "$dir/.provisioned"
+    # One provisioning at a time: parallel test processes may all find the template missing.
+    mkdir -p "$(dirname "$dir")"
+    exec {lockfd}>"$dir.lock"
+    flock "$lockfd"
+    [ -f "$dir/.provisioned" ] || provision "$dir"
+    exec {lockfd}>&-
   fi
   echo "$dir"
+}
+
+# provision DIR provisions the $REALM domain into DIR (via DIR.tmp, so a crash leaves no half-done
+# template behind).
+provision() {
+  local dir=$1
+  echo "provisioning the $REALM template domain (one-time; cached in ${dir#"$root"/})" >&2
+  rm -rf "$dir" "$dir.tmp"
+  mkdir -p "$dir.tmp"
+  # samba-tool needs Debian's python3 (it holds the samba bindings), not whatever is first on PATH.
+  PATH=/usr/sbin:/usr/bin:$PATH samba-tool domain provision \
+    --realm="$REALM" --domain="$DOMAIN" --server-role=dc --dns-backend=NONE --use-rfc2307 \
+    --adminpass="$ADMIN_PASSWORD" --targetdir="$dir.tmp" \
+    --option="interfaces=lo" --option="bind interfaces only=yes" >"$dir.tmp.log" 2>&1 || {
+      cat "$dir.tmp.log" >&2; exit 1; }
+  # Record what the Go fixture needs to rewrite the absolute paths of a copy.
+  printf 'TEMPLATE_DIR=%s\nADMIN_PASSWORD=%s\nREALM=%s\nDOMAIN=%s\n' \
+    "$dir" "$ADMIN_PASSWORD" "$REALM" "$DOMAIN" >"$dir.tmp/fixture.env"
+  sed -i "s#$dir.tmp#$dir#g" "$dir.tmp/etc/smb.conf"
+  mv "$dir.tmp" "$dir"
+  rm -f "$dir.tmp.log"
+  touch "$dir/.provisioned"
 }
 
 # The pair template: two DCs of the template's domain that replicate with each other (DC1 is a
@@ -286,8 +305,8 @@ run_logged() {
 case "${1:-}" in
   missing) missing ;;
   install) install ;;
-  template) template ;;
+  template) template "${2:-}" ;;
   pair-template) pair_template ;;
   pair-check) dir=$(pair_dir); [ -f "$dir/.built" ] && echo "$dir" ;;
-  *) echo "usage: $0 missing|install|template|pair-template|pair-check" >&2; exit 2 ;;
+  *) echo "usage: $0 missing|install|template [other]|pair-template|pair-check" >&2; exit 2 ;;
 esac

@@ -62,6 +62,10 @@ type DCOptions struct {
 	Address string
 	// ReadyTimeout bounds how long StartDC waits for LDAPS to accept a bind (default 60s).
 	ReadyTimeout time.Duration
+	// OtherDomain starts a DC of a second, separately provisioned domain (OTHER.LOCAL, its own
+	// domain SID) instead of DEMO.LOCAL: copies of one template all share one domain SID, so a
+	// test that moves keys between domains needs this one.
+	OtherDomain bool
 }
 
 // StartDC copies the provisioned template domain (built once by hack/samba-dc.sh), gives it a
@@ -72,7 +76,7 @@ func StartDC(ctx context.Context, opts DCOptions) (*DC, error) {
 	if err != nil {
 		return nil, err
 	}
-	tmpl, err := sambaTemplate(ctx, root)
+	tmpl, err := sambaTemplate(ctx, root, opts.OtherDomain)
 	if err != nil {
 		return nil, err
 	}
@@ -144,8 +148,12 @@ func (dc *DC) startFirst(ctx context.Context, readyTimeout time.Duration) error 
 
 // sambaTemplate runs hack/samba-dc.sh template (installs Samba and provisions once) and
 // returns the template directory.
-func sambaTemplate(ctx context.Context, root string) (string, error) {
-	cmd := exec.CommandContext(ctx, filepath.Join(root, "hack", "samba-dc.sh"), "template")
+func sambaTemplate(ctx context.Context, root string, other bool) (string, error) {
+	args := []string{"template"}
+	if other {
+		args = append(args, "other")
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(root, "hack", "samba-dc.sh"), args...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
