@@ -18,8 +18,9 @@ all: build
 ##@ Development
 
 .PHONY: build
-build: ## Build the operator binary into bin/manager.
+build: ## Build the operator into bin/manager and dkmctl (also the kubectl plugin kubectl-dkm) into bin/dkmctl.
 	go build -o bin/manager .
+	go build -o bin/dkmctl ./cmd/dkmctl
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate deepcopy code (controller-gen object).

@@ -1,0 +1,214 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/dkm-operator/dkm-operator/internal/directory"
+	"github.com/dkm-operator/dkm-operator/internal/keys"
+	"github.com/dkm-operator/dkm-operator/internal/secdesc"
+)
+
+// Writer is what a restore reads and writes in AD (*directory.Client has it).
+type Writer interface {
+	Reader
+	CreateContainer(ctx context.Context, dn string, sd *secdesc.SecurityDescriptor, owner directory.Owner) (directory.Object, error)
+	CreateManager(ctx context.Context, containerDN, managerGUID string, owner directory.Owner) (directory.Object, error)
+	AddKey(ctx context.Context, managerDN, keyID string, blob []byte, owner directory.Owner) (directory.KeyObject, error)
+	SetActiveKey(ctx context.Context, managerDN, fromID, toID string, owner directory.Owner) error
+}
+
+// Target is where a backup goes: the container DN, the DKMContainer that will own what the
+// restore writes (its ownership record), and the key protection of that DKMContainer.
+type Target struct {
+	Path      string
+	Owner     directory.Owner
+	Protector keys.Protector
+}
+
+// Result says what a restore wrote.
+type Result struct {
+	Container        directory.Object
+	ContainerCreated bool
+	Manager          directory.Object
+	// Remapped lists the DACL's SIDs that were translated for the target domain ("old -> new
+	// (name)"); empty for a restore into the source domain.
+	Remapped []string
+	Keys     []Key // ID, creation time in the backup, fingerprint and the new DN; no bytes
+}
+
+// ErrExists: the target already holds a key; a restore never overwrites or mixes keys.
+var ErrExists = errors.New("the target already holds keys")
+
+// Restore writes the backup into t.Path: the container (with the backup's DACL, its SIDs
+// remapped to the target domain) unless it exists, then the DC Manager (named from the
+// container's objectGUID), every key version resealed for that objectGUID under t.Protector, and
+// CryptoPolicy, each object with t.Owner's ownership record in its add request. An existing
+// container is used only when it holds nothing: not a DC Manager, not another object.
+func Restore(ctx context.Context, dir Writer, f *File, t Target) (*Result, error) {
+	versions, err := f.Versions()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	active, _ := keys.ParseKeyID(f.ActiveKeyID) // Versions checked it
+	if err := t.Owner.Validate(); err != nil {
+		return nil, err
+	}
+	obs, err := dir.Observe(ctx, t.Path)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{}
+	switch {
+	case obs.Exists && len(obs.Managers) > 0:
+		return nil, fmt.Errorf("%w: %s holds %s; move it away first (a restore never overwrites a key or mixes two)",
+			ErrExists, t.Path, obs.Managers[0].DN)
+	case obs.Exists && len(obs.Foreign) > 0:
+		return nil, fmt.Errorf("%w: %s holds %s, which is not a DKM object", ErrExists, t.Path, obs.Foreign[0])
+	case obs.Exists && obs.Container.Owner != nil && !obs.Container.Owner.Equal(t.Owner):
+		return nil, fmt.Errorf("%s is owned by %s, not by %s", t.Path, obs.Container.Owner.Short(), t.Owner.Short())
+	case obs.Exists:
+		res.Container = obs.Container
+	default:
+		domain, err := dir.Domain(ctx)
+		if err != nil {
+			return nil, err
+		}
+		sd, remapped, err := f.targetDACL(ctx, dir, domain)
+		if err != nil {
+			return nil, err
+		}
+		res.Remapped = remapped
+		if res.Container, err = dir.CreateContainer(ctx, t.Path, sd, t.Owner); err != nil {
+			return nil, fmt.Errorf("creating %s: %w", t.Path, err)
+		}
+		res.ContainerCreated = true
+	}
+
+	container, err := keys.ObjectGUIDFromBytes(res.Container.GUID.Bytes())
+	if err != nil {
+		return res, err
+	}
+	ring, stored, err := keys.Reseal(container, active, versions, t.Protector)
+	if err != nil {
+		return res, err
+	}
+	if res.Manager, err = dir.CreateManager(ctx, t.Path, keys.ManagerGUID(container).String(), t.Owner); err != nil {
+		return res, fmt.Errorf("creating the DC Manager in %s: %w", t.Path, err)
+	}
+	for _, v := range ring.Versions() {
+		blob := blobOf(stored, v.ID)
+		k, err := dir.AddKey(ctx, res.Manager.DN, v.ID.String(), blob, t.Owner)
+		if err != nil {
+			return res, fmt.Errorf("adding key %s: %w", v.ID, err)
+		}
+		res.Keys = append(res.Keys, Key{ID: v.ID.String(), Created: v.Created, Fingerprint: v.Fingerprint.String(), DN: k.DN})
+	}
+	if err := dir.SetActiveKey(ctx, res.Manager.DN, "", active.String(), t.Owner); err != nil {
+		return res, fmt.Errorf("adding CryptoPolicy: %w", err)
+	}
+	return res, nil
+}
+
+// targetDACL is the backup's DACL for the target domain: well-known SIDs as they are, the
+// source domain's and forest root's built-in RIDs (Domain Admins, Administrator, Enterprise
+// Admins...) on the target's, and every other domain account resolved by name in the target.
+// An account the target does not have is an error that names it: a DACL without it could lock
+// out a service, or one with its old SID grant nobody.
+func (f *File) targetDACL(ctx context.Context, dir Reader, d directory.Domain) (*secdesc.SecurityDescriptor, []string, error) {
+	sd, err := secdesc.ParseSDDL(f.Container.DACL, secdesc.Aliases{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: container DACL: %v", ErrInvalid, err)
+	}
+	srcDomain, _ := secdesc.ParseSID(f.Source.DomainSID)
+	srcForest, _ := secdesc.ParseSID(f.Source.ForestRootSID)
+	var remapped, missing []string
+	cache := map[secdesc.SID]secdesc.SID{}
+	for i, ace := range sd.DACL.ACEs {
+		to, ok := cache[ace.SID]
+		if !ok {
+			var why string
+			to, why = f.mapSID(ctx, dir, ace.SID, srcDomain, srcForest, d)
+			if why != "" {
+				missing = append(missing, why)
+				continue
+			}
+			cache[ace.SID] = to
+			if to != ace.SID {
+				remapped = append(remapped, fmt.Sprintf("%s -> %s (%s)", ace.SID, to, f.principalName(ace.SID)))
+			}
+		}
+		sd.DACL.ACEs[i].SID = to
+	}
+	if len(missing) > 0 {
+		return nil, nil, fmt.Errorf("the DACL of the backup grants accounts the target domain %s does not have: %s; "+
+			"create them (same sAMAccountName) and run the restore again", d.DNSName, strings.Join(missing, "; "))
+	}
+	return secdesc.RepairDescriptor(sd), remapped, nil
+}
+
+func (f *File) mapSID(ctx context.Context, dir Reader, s, srcDomain, srcForest secdesc.SID, d directory.Domain) (secdesc.SID, string) {
+	dom, rid, ok := s.SplitDomainRID()
+	if !ok {
+		return s, "" // well-known (SYSTEM, BUILTIN\Administrators, Enterprise Domain Controllers...)
+	}
+	if rid < 1000 {
+		var base secdesc.SID
+		switch dom {
+		case srcDomain:
+			base = d.SID
+		case srcForest:
+			base = d.ForestRootSID
+		default:
+			return secdesc.SID{}, fmt.Sprintf("%s (a built-in account of a third domain)", s)
+		}
+		to, err := secdesc.DomainRelativeSID(base, rid)
+		if err != nil {
+			return secdesc.SID{}, fmt.Sprintf("%s: %v", s, err)
+		}
+		return to, ""
+	}
+	name := f.accountName(s)
+	if name == s.String() {
+		return secdesc.SID{}, fmt.Sprintf("%s (the backup does not name it)", s)
+	}
+	p, err := dir.ResolvePrincipal(ctx, name)
+	if err != nil {
+		return secdesc.SID{}, fmt.Sprintf("%s (%s)", name, s)
+	}
+	return p.SID, ""
+}
+
+// accountName is the sAMAccountName the backup recorded for s, or s itself.
+func (f *File) accountName(s secdesc.SID) string {
+	for _, a := range f.Container.Accounts {
+		if a.SID == s.String() {
+			return a.SAMAccountName
+		}
+	}
+	return s.String()
+}
+
+func blobOf(stored []keys.StoredKey, id keys.KeyID) []byte {
+	for _, sk := range stored {
+		if strings.EqualFold(sk.ID, id.String()) {
+			return sk.Blob
+		}
+	}
+	return nil
+}
+
+// builtinNames names the built-in domain RIDs a DKM template grants.
+var builtinNames = map[uint32]string{
+	secdesc.RIDAdministrator: "Administrator", secdesc.RIDDomainAdmins: "Domain Admins", secdesc.RIDEnterpriseAdmins: "Enterprise Admins",
+}
+
+// principalName names s for people: the account the backup recorded, a built-in group, or s.
+func (f *File) principalName(s secdesc.SID) string {
+	if _, rid, ok := s.SplitDomainRID(); ok && rid < 1000 && builtinNames[rid] != "" {
+		return builtinNames[rid]
+	}
+	return f.accountName(s)
+}
