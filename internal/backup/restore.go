@@ -18,6 +18,7 @@ type Writer interface {
 	CreateManager(ctx context.Context, containerDN, managerGUID string, owner directory.Owner) (directory.Object, error)
 	AddKey(ctx context.Context, managerDN, keyID string, blob []byte, owner directory.Owner) (directory.KeyObject, error)
 	SetActiveKey(ctx context.Context, managerDN, fromID, toID string, owner directory.Owner) error
+	SetOwner(ctx context.Context, dn, from string, to directory.Owner) error
 }
 
 // Target is where a backup goes: the container DN, the DKMContainer that will own what the
@@ -45,8 +46,9 @@ var ErrExists = errors.New("the target already holds keys")
 // Restore writes the backup into t.Path: the container (with the backup's DACL, its SIDs
 // remapped to the target domain) unless it exists, then the DC Manager (named from the
 // container's objectGUID), every key version resealed for that objectGUID under t.Protector, and
-// CryptoPolicy, each object with t.Owner's ownership record in its add request. An existing
-// container is used only when it holds nothing: not a DC Manager, not another object.
+// CryptoPolicy, each object with t.Owner's ownership record in its add request; the container's
+// record names t.Owner last. An existing container is used only when it holds nothing: not a
+// DC Manager, not another object.
 func Restore(ctx context.Context, dir Writer, f *File, t Target) (*Result, error) {
 	versions, err := f.Versions()
 	if err != nil {
@@ -60,6 +62,12 @@ func Restore(ctx context.Context, dir Writer, f *File, t Target) (*Result, error
 	if err != nil {
 		return nil, err
 	}
+	// Until the keys are complete the container carries a restore's record, not the target's:
+	// the operator then treats the target DKMContainer as a reader of it, which never writes,
+	// so it cannot add a first key of its own to a half-restored container. The record moves
+	// to the target last, by compare-and-swap.
+	hold := restoring(t.Owner)
+	final := t.Owner
 	res := &Result{}
 	switch {
 	case obs.Exists && len(obs.Managers) > 0:
@@ -69,8 +77,19 @@ func Restore(ctx context.Context, dir Writer, f *File, t Target) (*Result, error
 		return nil, fmt.Errorf("%w: %s holds %s, which is not a DKM object", ErrExists, t.Path, obs.Foreign[0])
 	case obs.Exists && obs.Container.Owner != nil && !obs.Container.Owner.Equal(t.Owner):
 		return nil, fmt.Errorf("%s is owned by %s, not by %s", t.Path, obs.Container.Owner.Short(), t.Owner.Short())
+	case obs.Exists && obs.Container.OwnerRecord != "" && obs.Container.Owner == nil:
+		return nil, fmt.Errorf("%s carries %s %q, which is not a dkm-operator ownership record", t.Path,
+			directory.OwnerAttribute, obs.Container.OwnerRecord)
 	case obs.Exists:
 		res.Container = obs.Container
+		if obs.Container.Owner == nil {
+			final = t.Owner.AsClaim() // not made by dkm-operator: managed, never deleted
+		} else {
+			final.Claimed = obs.Container.Owner.Claimed
+		}
+		if err := dir.SetOwner(ctx, t.Path, obs.Container.OwnerRecord, hold); err != nil {
+			return nil, fmt.Errorf("marking %s as being restored: %w", t.Path, err)
+		}
 	default:
 		domain, err := dir.Domain(ctx)
 		if err != nil {
@@ -81,7 +100,7 @@ func Restore(ctx context.Context, dir Writer, f *File, t Target) (*Result, error
 			return nil, err
 		}
 		res.Remapped = remapped
-		if res.Container, err = dir.CreateContainer(ctx, t.Path, sd, t.Owner); err != nil {
+		if res.Container, err = dir.CreateContainer(ctx, t.Path, sd, hold); err != nil {
 			return nil, fmt.Errorf("creating %s: %w", t.Path, err)
 		}
 		res.ContainerCreated = true
@@ -109,7 +128,16 @@ func Restore(ctx context.Context, dir Writer, f *File, t Target) (*Result, error
 	if err := dir.SetActiveKey(ctx, res.Manager.DN, "", active.String(), t.Owner); err != nil {
 		return res, fmt.Errorf("adding CryptoPolicy: %w", err)
 	}
+	if err := dir.SetOwner(ctx, t.Path, hold.String(), final); err != nil {
+		return res, fmt.Errorf("handing %s to %s: %w", t.Path, final.Short(), err)
+	}
 	return res, nil
+}
+
+// restoring is the record a container carries while a restore for owner writes into it: another
+// cluster and resource, so no operator takes it for its own.
+func restoring(owner directory.Owner) directory.Owner {
+	return directory.Owner{Cluster: "dkmctl-restore", Namespace: owner.Namespace, Name: owner.Name, UID: "restoring-for-" + owner.UID}
 }
 
 // targetDACL is the backup's DACL for the target domain: well-known SIDs as they are, the

@@ -147,8 +147,9 @@ func runRestore(ctx context.Context, args []string, env Env) error {
 	defer t.close()
 	res, err := backup.Restore(ctx, t.dir, f, backup.Target{Path: obj.Spec.Path, Owner: owner, Protector: t.protector})
 	if res != nil && (res.ContainerCreated || res.Manager.DN != "") && err != nil {
-		fmt.Fprintf(env.Stderr, "the restore stopped part way; written so far: container %s (created: %v), %s, %d key(s)\n",
-			res.Container.DN, res.ContainerCreated, res.Manager.DN, len(res.Keys))
+		fmt.Fprintf(env.Stderr, "the restore stopped part way; written so far: container %s (created: %v), %s, %d key(s); "+
+			"the container still carries the restore's ownership record, so the operator only reads it: delete what was "+
+			"written and run the restore again\n", res.Container.DN, res.ContainerCreated, res.Manager.DN, len(res.Keys))
 	}
 	if err != nil {
 		return err
