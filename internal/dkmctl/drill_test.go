@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-ldap/ldap/v3"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -87,7 +86,9 @@ func TestRestoreDrill(t *testing.T) {
 	d.noKeyBytes(string(raw), src, "vmm-0")
 
 	// Disaster: the container subtree is deleted in AD.
-	deleteTree(t, demo, src.Spec.Path)
+	if err := demo.DeleteTree(src.Spec.Path); err != nil {
+		t.Fatal(err)
+	}
 	d.waitReason(src, dkmv1.ReasonKeyLost)
 
 	out = d.dkmctl(ExitOK, "restore", "vmm", "-n", d.ns, "-i", file, "--passphrase-file", pass)
@@ -351,26 +352,4 @@ func gcm(t *testing.T, key []byte) cipher.AEAD {
 		t.Fatal(err)
 	}
 	return aead
-}
-
-// deleteTree deletes dn and everything below it as a domain admin would, deepest first.
-func deleteTree(t *testing.T, dc *testenv.DC, dn string) {
-	t.Helper()
-	conn, err := dc.Dial()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	res, err := conn.Search(ldap.NewSearchRequest(dn, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
-		"(objectClass=*)", []string{"1.1"}, nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	depth := func(e *ldap.Entry) int { p, _ := ldap.ParseDN(e.DN); return len(p.RDNs) }
-	slices.SortFunc(res.Entries, func(a, b *ldap.Entry) int { return depth(b) - depth(a) })
-	for _, e := range res.Entries {
-		if err := conn.Del(ldap.NewDelRequest(e.DN, nil)); err != nil {
-			t.Fatal(fmt.Errorf("deleting %s: %w", e.DN, err))
-		}
-	}
 }
