@@ -34,8 +34,7 @@ const (
 	ExitFailed = 1
 	// ExitUsage: the command line is wrong.
 	ExitUsage = 2
-	// ExitFindings: verify found readers outside the allowed set; plan found changes with
-	// --exit-code.
+	// ExitFindings: verify found readers outside the allowed set.
 	ExitFindings = 3
 )
 
@@ -66,6 +65,7 @@ func Run(ctx context.Context, args []string, env Env) int {
 	cmds := map[string]func(context.Context, []string, Env) error{
 		"backup":  runBackup,
 		"restore": runRestore,
+		"verify":  runVerify,
 	}
 	run, ok := cmds[args[0]]
 	if !ok {
@@ -101,6 +101,8 @@ func usage(w io.Writer) {
 Commands:
   backup    write the container subtree and its keys into one age-encrypted file
   restore   write a backup into the DKMContainer's path (same DN, another DN, another domain)
+  verify    list who can read the keys (explicit and inherited ACEs, nested groups); exit 3 when
+            anyone outside the allowed key readers can
 
 The DKMContainer is read from the cluster (NAME, -n NAMESPACE) or a file (-f); the bind
 identity, CA bundle and KEK from the Secrets it references, unless flags give them.
@@ -120,6 +122,9 @@ type common struct {
 	username, passwordFile, caFile         string
 	kekFile                                string
 	opTimeout                              time.Duration
+	// boundAs is the bind identity the directory connection used (the operator's, allowed to
+	// read the keys it manages).
+	boundAs string
 
 	env  Env
 	kube client.Client
@@ -282,6 +287,7 @@ func (c *common) directory(ctx context.Context, obj *dkmv1.DKMContainer) (*direc
 		cfg.CAPEM = ca
 	}
 	cfg.OpTimeout = c.opTimeout
+	c.boundAs = cfg.Username
 	pool := directory.NewPool()
 	dir, err := pool.Client(cfg)
 	if err != nil {

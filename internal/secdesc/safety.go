@@ -291,3 +291,29 @@ func allowsUnmodelled(t ACEType) bool {
 	}
 	return t > 0x13
 }
+
+// EffectiveKeyAccess says what ace, in the DACL of a key object itself (explicit or inherited,
+// as AD computed it), lets its principal do to the key: read it (READ_PROPERTY on every
+// property, on thumbnailPhoto or on its property set, GENERIC_READ, GENERIC_ALL), or rewrite
+// the object's DACL or owner and so grant itself read. It is "" for an ACE that does neither,
+// that is inherit-only (it does not apply to the object), or that is not an allow ACE. An allow
+// ACE of a type this package does not model is assumed to allow everything.
+func EffectiveKeyAccess(ace ACE) string {
+	switch {
+	case !ace.Type.Modelled():
+		if allowsUnmodelled(ace.Type) {
+			return fmt.Sprintf("an allow ACE of type %#02x, which cannot be evaluated", uint8(ace.Type))
+		}
+		return ""
+	case ace.Type != ACETypeAccessAllowed && ace.Type != ACETypeAccessAllowedObject, ace.Flags&ACEFlagInheritOnly != 0:
+		return ""
+	}
+	var what []string
+	if ace.Mask&readRights != 0 && coversThumbnailPhoto(ace) {
+		what = append(what, "read ("+readWhat(ace)+")")
+	}
+	if ace.Mask&controlRights != 0 {
+		what = append(what, "rewrite the DACL ("+controlWhat(ace.Mask)+")")
+	}
+	return strings.Join(what, " and ")
+}

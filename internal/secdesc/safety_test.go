@@ -332,3 +332,38 @@ func FuzzCheckDACLSafety(f *testing.F) {
 		}
 	})
 }
+
+// EffectiveKeyAccess judges an ACE as it stands in a key object's own DACL.
+func TestEffectiveKeyAccess(t *testing.T) {
+	cases := []struct {
+		ace  string
+		want string // substring; "" means no access
+	}{
+		{"(A;;RP;;;" + otherSID + ")", "READ_PROPERTY on every property"},
+		{"(A;ID;RP;;;" + otherSID + ")", "READ_PROPERTY on every property"}, // inherited counts
+		{"(OA;;RP;" + thumbnailPhoto + ";;" + otherSID + ")", "on thumbnailPhoto"},
+		{"(OA;;RP;" + personalInfo + ";;" + otherSID + ")", "Personal-Information"},
+		{"(A;;GR;;;" + otherSID + ")", "GENERIC_READ"},
+		{"(A;;GA;;;" + otherSID + ")", "GENERIC_ALL"},
+		{"(A;;CCDCLCSWRPWPDTLOCRSDRCWDWO;;;" + otherSID + ")", "full control"},
+		{"(A;;WD;;;" + otherSID + ")", "rewrite the DACL (WRITE_DAC)"},
+		{"(A;;WO;;;" + otherSID + ")", "WRITE_OWNER"},
+		{"(OA;;RP;" + emailInfo + ";;" + otherSID + ")", ""},
+		{"(OA;;RP;" + displayName + ";;" + otherSID + ")", ""},
+		{"(A;;LCRC;;;" + otherSID + ")", ""},
+		{"(A;CIIO;RP;;;" + otherSID + ")", ""}, // inherit-only: not on this object
+		{"(D;;RP;;;" + otherSID + ")", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.ace, func(t *testing.T) {
+			ace, err := ParseACE(tc.ace, safetyAliases)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := EffectiveKeyAccess(ace)
+			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
