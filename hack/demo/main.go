@@ -104,6 +104,9 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.failover(ctx, env); err != nil {
 		return err
 	}
+	if err := d.drill(ctx, env); err != nil {
+		return err
+	}
 	d.printf("\n$ kubectl get dkm -n %s -o wide\n", namespace)
 	if err := d.printTable(ctx, env, "/apis/dkm.io/v1alpha1/namespaces/"+namespace+"/dkmcontainers"); err != nil {
 		return err
