@@ -9,9 +9,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	dkmv1 "github.com/dkm-operator/dkm-operator/api/v1alpha1"
@@ -108,17 +106,5 @@ func replicaSecretVersions(ctx context.Context, env *environment, name string) (
 
 // waitReason waits until Ready has the reason.
 func waitReason(ctx context.Context, env *environment, obj *dkmv1.DKMContainer, reason string) (*metav1.Condition, error) {
-	var last *metav1.Condition
-	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
-		cur := &dkmv1.DKMContainer{}
-		if err := env.client.Get(ctx, client.ObjectKeyFromObject(obj), cur); err != nil {
-			return false, err
-		}
-		last = meta.FindStatusCondition(cur.Status.Conditions, dkmv1.ConditionReady)
-		return last != nil && last.Reason == reason, nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("waiting for %s to report %s: %w", obj.Name, reason, err)
-	}
-	return last, nil
+	return waitFor(ctx, env, obj, reason, func(_ *dkmv1.DKMContainer, ready *metav1.Condition) bool { return ready.Reason == reason })
 }

@@ -99,6 +99,15 @@ func secret(name string, data map[string][]byte) *corev1.Secret {
 
 // waitReady waits for the Ready condition, and names the reason it is not if it times out.
 func waitReady(ctx context.Context, env *environment, obj *dkmv1.DKMContainer) error {
+	_, err := waitFor(ctx, env, obj, "Ready", func(cur *dkmv1.DKMContainer, ready *metav1.Condition) bool {
+		return ready.Status == metav1.ConditionTrue && ready.ObservedGeneration == cur.Generation
+	})
+	return err
+}
+
+// waitFor waits until the Ready condition satisfies done, and returns it.
+func waitFor(ctx context.Context, env *environment, obj *dkmv1.DKMContainer, what string,
+	done func(*dkmv1.DKMContainer, *metav1.Condition) bool) (*metav1.Condition, error) {
 	var last *metav1.Condition
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
 		cur := &dkmv1.DKMContainer{}
@@ -106,13 +115,13 @@ func waitReady(ctx context.Context, env *environment, obj *dkmv1.DKMContainer) e
 			return false, err
 		}
 		last = meta.FindStatusCondition(cur.Status.Conditions, dkmv1.ConditionReady)
-		return last != nil && last.Status == metav1.ConditionTrue && last.ObservedGeneration == cur.Generation, nil
+		return last != nil && done(cur, last), nil
 	})
 	if err != nil && last != nil {
-		return fmt.Errorf("DKMContainer %s not Ready (%s: %s): %w", obj.Name, last.Reason, last.Message, err)
+		return nil, fmt.Errorf("DKMContainer %s not %s (Ready: %s: %s): %w", obj.Name, what, last.Reason, last.Message, err)
 	}
 	if err != nil {
-		return fmt.Errorf("DKMContainer %s has no Ready condition: %w", obj.Name, err)
+		return nil, fmt.Errorf("DKMContainer %s has no Ready condition: %w", obj.Name, err)
 	}
-	return nil
+	return last, nil
 }

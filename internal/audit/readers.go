@@ -10,15 +10,14 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/dkm-operator/dkm-operator/internal/backup"
 	"github.com/dkm-operator/dkm-operator/internal/directory"
 	"github.com/dkm-operator/dkm-operator/internal/secdesc"
 )
 
 // Directory is what an audit reads (*directory.Client has it).
 type Directory interface {
-	Domain(ctx context.Context) (directory.Domain, error)
-	ResolvePrincipal(ctx context.Context, name string) (directory.Principal, error)
-	Observe(ctx context.Context, containerDN string) (*directory.Observation, error)
+	backup.Reader // the domain, principals and the container, as a backup reads them
 	Members(ctx context.Context, groupDN string) ([]directory.Member, error)
 	IsGroup(ctx context.Context, dn string) (bool, error)
 }
