@@ -165,6 +165,10 @@ func keyLostMessage(obj *dkmv1.DKMContainer, lost []string, where string, held *
 func (r *DKMContainerReconciler) restoreLostKeys(ctx context.Context, s *scope, manager *directory.Manager,
 	container keys.ObjectGUID, p keys.Protector) (*directory.Manager, error) {
 	const cond = dkmv1.ConditionKeyReady
+	// As for a first key: nothing is written while another DC might still hold what was lost.
+	if err := r.guardWrite(ctx, s, cond, "write the lost key back"); err != nil {
+		return nil, err
+	}
 	owner := r.owner(s.obj)
 	if manager == nil {
 		obj, err := s.dir.CreateManager(ctx, s.obs.Container.DN, keys.ManagerGUID(container).String(), owner)
@@ -184,6 +188,7 @@ func (r *DKMContainerReconciler) restoreLostKeys(ctx context.Context, s *scope, 
 		return nil, r.failPhase(s, cond, "RestoreKey", err)
 	}
 	var ids []string
+	var copies []pendingCopy
 	for _, sk := range stored {
 		k, err := s.dir.AddKey(ctx, manager.DN, sk.ID, sk.Blob, owner)
 		if err != nil {
@@ -191,6 +196,11 @@ func (r *DKMContainerReconciler) restoreLostKeys(ctx context.Context, s *scope, 
 		}
 		manager.Keys = append(manager.Keys, k)
 		ids = append(ids, sk.ID)
+		copies = append(copies, pendingCopy{id: sk.ID, guid: k.GUID, blob: sk.Blob})
+	}
+	// Durable commit, as for a new key: CryptoPolicy names it only once enough DCs hold it.
+	if err := r.commitKeys(ctx, s, "restored key "+strings.Join(ids, ", "), copies); err != nil {
+		return nil, err
 	}
 	if manager.Policy == nil || manager.Policy.ActiveKeyID == "" {
 		if err := s.dir.SetActiveKey(ctx, manager.DN, "", activeID.String(), owner); err != nil {
