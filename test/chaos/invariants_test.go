@@ -64,14 +64,18 @@ type pendingPresence struct {
 // recorder watches every key Secret of a schedule in both clusters and checks each change as it
 // happens; final checks run after healing.
 type recorder struct {
-	run      *run
 	required int // N: the DCs a key must be on before a replica may hold it
+	// What the recorder needs of the run (the unit tests stand in for it).
+	readDCs  func(context.Context) ([]*adView, []bool)
+	podLives func(ctx context.Context, cluster int, ns, name string, uid types.UID) bool
+	since    func() time.Duration
+	logf     func(format string, args ...any)
 
 	mu          sync.Mutex
 	secrets     [2]map[string]*secretState
 	fps         map[string]string // key ID -> the one fingerprint it may have
 	held        map[string]string // key ID -> fingerprint, for every key a replica held
-	durable     map[string]bool   // key IDs seen on N DCs
+	durable     map[string]bool   // "ID/fingerprint" of the keys seen on N DCs
 	removedPods [2]map[types.UID]bool
 	rotations   []window
 	pending     []pendingPresence
@@ -81,8 +85,13 @@ type recorder struct {
 }
 
 func newRecorder(r *run, required int) *recorder {
-	rec := &recorder{run: r, required: required, fps: map[string]string{}, held: map[string]string{},
-		durable: map[string]bool{}, checks: map[int]int{}}
+	rec := &recorder{required: required, fps: map[string]string{}, held: map[string]string{},
+		durable: map[string]bool{}, checks: map[int]int{}, readDCs: r.readDCs, since: r.since, logf: r.logf}
+	rec.podLives = func(ctx context.Context, cluster int, ns, name string, uid types.UID) bool {
+		pod := &corev1.Pod{}
+		err := r.clusters[cluster].c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, pod)
+		return err == nil && pod.UID == uid && pod.DeletionTimestamp.IsZero()
+	}
 	for c := range rec.secrets {
 		rec.secrets[c] = map[string]*secretState{}
 		rec.removedPods[c] = map[types.UID]bool{}
@@ -91,11 +100,11 @@ func newRecorder(r *run, required int) *recorder {
 }
 
 func (rec *recorder) violate(inv int, format string, args ...any) {
-	v := violation{invariant: inv, at: rec.run.since(), what: fmt.Sprintf(format, args...)}
+	v := violation{invariant: inv, at: rec.since(), what: fmt.Sprintf(format, args...)}
 	rec.mu.Lock()
 	rec.violations = append(rec.violations, v)
 	rec.mu.Unlock()
-	rec.run.logf("VIOLATION %s", v)
+	rec.logf("VIOLATION %s", v)
 }
 
 func (rec *recorder) checked(inv int) {
@@ -129,7 +138,7 @@ func (rec *recorder) watchSecrets(ctx context.Context, cluster int, c client.Wit
 		wi, err := c.Watch(ctx, list, opts...)
 		if err != nil {
 			if ctx.Err() == nil {
-				rec.run.logf("watch of cluster %s's Secrets: %v; again", ClusterName(cluster), err)
+				rec.logf("watch of cluster %s's Secrets: %v; again", ClusterName(cluster), err)
 				time.Sleep(200 * time.Millisecond)
 			}
 			continue
@@ -249,13 +258,13 @@ func (rec *recorder) keySeen(id, fp, where string) {
 // stopped stands for it (and if the key is not in it, the DC is read again as it starts).
 func (rec *recorder) checkProjected(ctx context.Context, id, fp, where string) {
 	rec.mu.Lock()
-	done := rec.durable[id]
+	done := rec.durable[id+"/"+fp]
 	rec.mu.Unlock()
 	if done {
 		return
 	}
 	rec.checked(1)
-	views, up := rec.run.readDCs(ctx)
+	views, up := rec.readDCs(ctx)
 	holders, unknown := 0, -1
 	var missing []string
 	for i, v := range views {
@@ -275,11 +284,11 @@ func (rec *recorder) checkProjected(ctx context.Context, id, fp, where string) {
 	switch {
 	case holders >= rec.required:
 		rec.mu.Lock()
-		rec.durable[id] = true
+		rec.durable[id+"/"+fp] = true
 		rec.mu.Unlock()
 	case unknown >= 0 && holders+1 >= rec.required:
 		rec.mu.Lock()
-		rec.pending = append(rec.pending, pendingPresence{id: id, fp: fp, where: where, dc: unknown, others: holders, at: rec.run.since()})
+		rec.pending = append(rec.pending, pendingPresence{id: id, fp: fp, where: where, dc: unknown, others: holders, at: rec.since()})
 		rec.mu.Unlock()
 	default:
 		rec.violate(1, "%s holds key %s (%s), present on %d of the %d DCs that must hold it [%s]",
@@ -306,7 +315,7 @@ func (rec *recorder) dcStarted(i int, view adView) {
 		if view.has(p.id, p.fp) {
 			rec.mu.Lock()
 			rec.ambiguous++
-			rec.durable[p.id] = true
+			rec.durable[p.id+"/"+p.fp] = true
 			rec.mu.Unlock()
 			continue
 		}
@@ -325,13 +334,11 @@ func (rec *recorder) secretDeleted(ctx context.Context, cluster int, where strin
 	if removed {
 		return
 	}
-	pod := &corev1.Pod{}
 	name := ""
 	if len(s.OwnerReferences) > 0 {
 		name = s.OwnerReferences[0].Name
 	}
-	err := rec.run.clusters[cluster].c.Get(ctx, client.ObjectKey{Namespace: s.Namespace, Name: name}, pod)
-	if err == nil && pod.UID == owner && pod.DeletionTimestamp.IsZero() {
+	if rec.podLives(ctx, cluster, s.Namespace, name, owner) {
 		rec.violate(3, "%s deleted while its pod %s lives", where, name)
 	}
 }

@@ -153,10 +153,9 @@ func (d pairDomain) Release(ctx context.Context) error {
 	return errors.Join(d.p.ReleaseReplication(ctx, d.p.DC1), d.p.ReleaseReplication(ctx, d.p.DC2))
 }
 
-// dcsFlag picks the domain: one DC, or the replicating pair (issue 13's fixture). One is the
-// default until the operator's durable commit (a key is projected only once N DCs hold it) is
-// on main: against the pair, every schedule of an operator without it breaks invariant 1.
-var dcsFlag = flag.Int("chaos.dcs", envInt("CHAOS_DCS", 1), "domain controllers: 1, or 2 (a replicating pair)")
+// dcsFlag picks the domain: the replicating pair (issue 13's fixture, N = 2) or one DC (no
+// replication steps, N = 1).
+var dcsFlag = flag.Int("chaos.dcs", envInt("CHAOS_DCS", 2), "domain controllers: 1, or 2 (a replicating pair)")
 
 // startDomain starts the DCs the suite runs on.
 func startDomain(ctx context.Context) (domain, error) {
