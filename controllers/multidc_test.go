@@ -345,7 +345,7 @@ func TestMultiDCOnSambaPair(t *testing.T) {
 				t.Errorf("KeyReady lacks %q: %q", want, c.Message)
 			}
 		}
-		if !strings.Contains(fmt.Sprint(drain(x.r.Recorder.(*events.FakeRecorder))), dkmv1.ReasonReplicationConflict) {
+		if !strings.Contains(fmt.Sprint(gateEvents(x.r.Recorder.(*events.FakeRecorder))), dkmv1.ReasonReplicationConflict) {
 			t.Error("no ReplicationConflict event")
 		}
 		after := observe(t, p.DC1, path)
@@ -356,17 +356,4 @@ func TestMultiDCOnSambaPair(t *testing.T) {
 			t.Fatalf("the key is not in the live DC Manager: %+v", after.Managers)
 		}
 	})
-}
-
-// drain returns the events a FakeRecorder holds.
-func drain(rec *events.FakeRecorder) []string {
-	var out []string
-	for {
-		select {
-		case e := <-rec.Events:
-			out = append(out, e)
-		default:
-			return out
-		}
-	}
 }
