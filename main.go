@@ -145,7 +145,6 @@ func run(mo metricsOptions, probeAddr, namespaces string, leaderElect, changeNot
 		Resync:      resync,
 		Retry:       retry,
 		Workers:     workers,
-		Namespaces:  watchNamespaces(namespaces),
 	}); err != nil {
 		return err
 	}

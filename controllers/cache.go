@@ -12,7 +12,7 @@ import (
 // CacheOptions keeps the manager's cache narrow: Secrets only when labelled as projected key
 // Secrets (never every Secret in the cluster), and only the given namespaces when any are given
 // (namespaced mode). Bind and KEK Secrets are read uncached through the API reader. Pods are not
-// in it: the projector watches them only where a DKMContainer selects pods (podCaches).
+// in it: the projector watches them only where a DKMContainer selects pods (namespaceCaches).
 func CacheOptions(namespaces []string) cache.Options {
 	projected, _ := labels.NewRequirement(LabelContainer, selection.Exists, nil)
 	opts := cache.Options{

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -75,9 +76,6 @@ type DKMContainerReconciler struct {
 	// CommitRetry is how soon a key waiting for replication to spec.directory.minKeyCopies DCs,
 	// or for a DC to answer, is looked at again (default DefaultCommitRetry).
 	CommitRetry time.Duration
-	// Namespaces are the namespaces the manager watches (nil: all); the metadata-only watch on
-	// the referenced Secrets is confined to them.
-	Namespaces []string
 	// Workers is how many DKMContainers are reconciled at once (default DefaultWorkers). One
 	// DKMContainer is never reconciled by two at once (the work queue guarantees it).
 	Workers int
@@ -86,6 +84,9 @@ type DKMContainerReconciler struct {
 	bindFailures bindFailures
 	// dcs caches the DC writes go to, per list of URLs (multidc.go).
 	dcs dcChoices
+	// secrets watches the metadata of the Secrets in the namespaces that hold a DKMContainer
+	// (secretwatch.go); nil when not set up with a manager.
+	secrets *namespaceCaches
 }
 
 // +kubebuilder:rbac:groups=dkm.io,resources=dkmcontainers,verbs=get;list;watch;update;patch
@@ -103,10 +104,11 @@ func (r *DKMContainerReconciler) Reconcile(ctx context.Context, req ctrl.Request
 			r.Keys.Forget(req.NamespacedName)
 			r.bindFailures.forget(req.NamespacedName)
 			r.forgetWatch(req.NamespacedName)
-			return ctrl.Result{}, nil
+			return ctrl.Result{}, r.releaseSecretsOf(ctx, req.Namespace)
 		}
 		return ctrl.Result{}, err
 	}
+	r.watchSecretsOf(ctx, req.Namespace)
 	if !obj.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, obj)
 	}
@@ -258,24 +260,28 @@ func jitter(d time.Duration) time.Duration {
 // bind, CA or KEK Secret takes effect at once), with jittered exponential backoff on transient
 // failures.
 func (r *DKMContainerReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	secrets, err := r.watchReferencedSecrets(mgr)
-	if err != nil {
+	if err := r.watchReferencedSecrets(mgr); err != nil {
 		return err
 	}
 	b := ctrl.NewControllerManagedBy(mgr)
 	if r.Watcher != nil {
 		b = b.WatchesRawSource(r.watchSource())
 	}
-	return b.
+	ctl, err := b.
 		For(&dkmv1.DKMContainer{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, replicasProjectedChanged()))).
-		WatchesRawSource(secrets).
 		WithOptions(controller.Options{
 			RateLimiter:             NewJitteredBackoff(time.Second, 5*time.Minute),
 			MaxConcurrentReconciles: r.workers(),
 		}).
 		Named("dkmcontainer").
-		Complete(r)
+		Build(r)
+	if err != nil {
+		return err
+	}
+	// The Secrets of a namespace are watched from a DKMContainer's first reconcile there.
+	r.secrets.watch = func(c cache.Cache) error { return ctl.Watch(r.secretSource(c)) }
+	return nil
 }
 
 // replicasProjectedChanged passes the projector's status changes that move Ready: the

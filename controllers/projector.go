@@ -68,7 +68,7 @@ type ReplicaProjector struct {
 
 	// pods reads pods from the caches of the namespaces that hold DKMContainers with replicas
 	// (nil: from Client, as the unit tests do).
-	pods *podCaches
+	pods *namespaceCaches
 	// failures are the pods whose last Secret write failed, per DKMContainer, for its status.
 	failures projectionFailures
 	// statusQueue tells the status controller which DKMContainers' status to recompute.
@@ -510,15 +510,15 @@ func (p *ReplicaProjector) setProjected(ctx context.Context, obj *dkmv1.DKMConta
 
 // SetupWithManager registers the pod controller and the status controller.
 //
-// The pod controller hears of pods (in the namespaces podCaches watches) that a DKMContainer of
+// The pod controller hears of pods (in the namespaces p.pods watches) that a DKMContainer of
 // their namespace selects or that hold one of its Secrets, of those Secrets (a tampered or deleted one is restored), of spec changes
 // (a new selector) and of the key store's changes. The status controller hears of DKMContainers,
 // of their Secrets and of every pod reconcile, each delayed by statusDelay so a burst coalesces.
 func (p *ReplicaProjector) SetupWithManager(mgr ctrl.Manager) error {
 	p.statusQueue = make(chan event.TypedGenericEvent[*dkmv1.DKMContainer], 1024)
-	p.pods = &podCaches{config: mgr.GetConfig(), base: cache.Options{
+	p.pods = newPodCaches(mgr.GetConfig(), cache.Options{
 		Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), HTTPClient: mgr.GetHTTPClient(),
-	}}
+	})
 	if err := mgr.Add(p.pods); err != nil {
 		return err
 	}

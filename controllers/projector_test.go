@@ -227,7 +227,8 @@ var _ = Describe("Replica projection", func() {
 			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "web"}}},
 		})).To(Succeed())
 
-		caches := &podCaches{config: cfg, base: cache.Options{Scheme: scheme}, watch: func(cache.Cache) error { return nil }}
+		caches := newPodCaches(cfg, cache.Options{Scheme: scheme})
+		caches.watch = func(cache.Cache) error { return nil }
 		cctx, cancel := context.WithCancel(ctx)
 		DeferCleanup(cancel)
 		go func() { _ = caches.Start(cctx) }()

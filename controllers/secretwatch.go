@@ -2,12 +2,14 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -25,9 +27,10 @@ import (
 // should take effect at once. Those Secrets carry no label, and the manager's cache holds only
 // Secrets labelled dkm.io/container (CacheOptions), with their data. Its settings are per type
 // (a metadata-only watch of Secrets through it would see the labelled ones only), so the watch
-// runs on a cache of its own: metadata only, for every Secret in the watched namespaces, cut
-// down to the identity and version (no data ever, and no annotations, which can hold a
-// kubectl-applied Secret's data in last-applied-configuration).
+// runs on caches of its own: metadata only, one per namespace that holds a DKMContainer
+// (namespaceCaches; a cluster's other Secrets, however many, are never listed), cut down to the
+// identity and version (no data ever, and no annotations, which can hold a kubectl-applied
+// Secret's data in last-applied-configuration).
 
 // indexReferencedSecrets indexes DKMContainers by the names of the Secrets they reference.
 const indexReferencedSecrets = "dkm.io/referenced-secrets"
@@ -45,43 +48,64 @@ func referencedSecrets(obj *dkmv1.DKMContainer) []string {
 	return slices.DeleteFunc(slices.Compact(names), func(n string) bool { return n == "" })
 }
 
-// secretMetadataCache is the watch's cache. GetCache puts it among the manager's caches, which
-// start (and sync) before any controller.
-type secretMetadataCache struct{ cache.Cache }
-
-func (c secretMetadataCache) GetCache() cache.Cache { return c.Cache }
-
-// watchReferencedSecrets indexes DKMContainers by referenced Secret and returns the source that
-// enqueues every DKMContainer referencing a Secret that was created, changed or deleted.
-func (r *DKMContainerReconciler) watchReferencedSecrets(mgr ctrl.Manager) (source.Source, error) {
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &dkmv1.DKMContainer{}, indexReferencedSecrets,
-		func(o client.Object) []string { return referencedSecrets(o.(*dkmv1.DKMContainer)) }); err != nil {
-		return nil, fmt.Errorf("indexing DKMContainers by Secret: %w", err)
-	}
-	opts := cache.Options{
-		Scheme:           mgr.GetScheme(),
-		Mapper:           mgr.GetRESTMapper(),
-		HTTPClient:       mgr.GetHTTPClient(),
-		DefaultTransform: secretIdentityOnly,
-	}
-	if len(r.Namespaces) > 0 {
-		opts.DefaultNamespaces = map[string]cache.Config{}
-		for _, ns := range r.Namespaces {
-			opts.DefaultNamespaces[ns] = cache.Config{}
-		}
-	}
-	c, err := cache.New(mgr.GetConfig(), opts)
-	if err != nil {
-		return nil, fmt.Errorf("creating the Secret metadata cache: %w", err)
-	}
-	if err := mgr.Add(secretMetadataCache{c}); err != nil {
-		return nil, err
-	}
+// secretMetadata is the type the Secret watch caches.
+func secretMetadata() *metav1.PartialObjectMetadata {
 	secret := &metav1.PartialObjectMetadata{}
 	secret.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-	return source.Kind(c, secret,
+	return secret
+}
+
+// watchReferencedSecrets indexes DKMContainers by referenced Secret and sets up r.secrets, the
+// per-namespace Secret metadata caches; watch (given the controller once it is built) makes
+// it enqueue every DKMContainer referencing a Secret that was created, changed or deleted.
+func (r *DKMContainerReconciler) watchReferencedSecrets(mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &dkmv1.DKMContainer{}, indexReferencedSecrets,
+		func(o client.Object) []string { return referencedSecrets(o.(*dkmv1.DKMContainer)) }); err != nil {
+		return fmt.Errorf("indexing DKMContainers by Secret: %w", err)
+	}
+	r.secrets = newSecretCaches(mgr.GetConfig(), cache.Options{
+		Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), HTTPClient: mgr.GetHTTPClient(),
+	})
+	return mgr.Add(r.secrets)
+}
+
+// newSecretCaches returns the Secret metadata caches, cut down to identity and version.
+func newSecretCaches(config *rest.Config, base cache.Options) *namespaceCaches {
+	base.DefaultTransform = secretIdentityOnly
+	return &namespaceCaches{config: config, base: base, object: secretMetadata()}
+}
+
+// secretSource is the source of one namespace's Secret metadata cache.
+func (r *DKMContainerReconciler) secretSource(c cache.Cache) source.Source {
+	return source.Kind(c, secretMetadata(),
 		handler.TypedEnqueueRequestsFromMapFunc(r.containersReferencing),
-		predicate.TypedResourceVersionChangedPredicate[*metav1.PartialObjectMetadata]{}), nil
+		predicate.TypedResourceVersionChangedPredicate[*metav1.PartialObjectMetadata]{})
+}
+
+// watchSecretsOf starts watching the Secrets of ns, where obj is. It does not wait for the
+// cache: its first list enqueues obj again, so a change made meanwhile is not missed.
+func (r *DKMContainerReconciler) watchSecretsOf(ctx context.Context, ns string) {
+	if r.secrets == nil {
+		return // not set up (tests call Reconcile directly)
+	}
+	if _, err := r.secrets.ensure(ns); err != nil && !errors.Is(err, errCachesNotStarted) {
+		logf.FromContext(ctx).Error(err, "watching the Secrets of a namespace", "namespace", ns)
+	}
+}
+
+// releaseSecretsOf stops watching the Secrets of ns when no DKMContainer is left there.
+func (r *DKMContainerReconciler) releaseSecretsOf(ctx context.Context, ns string) error {
+	if r.secrets == nil {
+		return nil
+	}
+	list := &dkmv1.DKMContainerList{}
+	if err := r.List(ctx, list, client.InNamespace(ns), client.UnsafeDisableDeepCopy); err != nil {
+		return fmt.Errorf("listing the DKMContainers of namespace %s: %w", ns, err)
+	}
+	if len(list.Items) == 0 {
+		r.secrets.release(ns)
+	}
+	return nil
 }
 
 // secretIdentityOnly keeps of a Secret's metadata only what tells its versions apart.

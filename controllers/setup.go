@@ -28,8 +28,6 @@ type Options struct {
 	// LockoutRetry defaults to DefaultLockoutRetry: how long after AD reported the bind account
 	// locked out it is tried once more by itself.
 	LockoutRetry time.Duration
-	// Namespaces are the namespaces the manager's cache watches (CacheOptions); nil: all.
-	Namespaces []string
 	// Workers is how many DKMContainers are reconciled at once (default DefaultWorkers).
 	Workers int
 	// Now is the reconciler's clock (nil: time.Now). Tests move it forward to make a rotation
@@ -67,7 +65,6 @@ func Setup(mgr ctrl.Manager, opts Options) (*KeyStore, error) {
 		Workers:     opts.Workers,
 
 		LockoutRetry: opts.LockoutRetry,
-		Namespaces:   opts.Namespaces,
 	}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
