@@ -147,6 +147,10 @@ build_pair() {
   echo "joining a second DC to the template domain for the pair template (one-time; cached in ${dir#"$root"/})" >&2
   rm -rf "$dir" "$dir".tmp.*
   work=$(mktemp -d "$dir.tmp.XXXXXX")
+  # Samba's sockets (messaging, RPC pipes) live under the lock, pid and ncalrpc directories; a
+  # Unix socket path has at most 107 bytes, which a checkout in a deep directory exceeds, and
+  # then samba runs without RPC. They get a short directory of their own.
+  pair_run=$(mktemp -d /tmp/dkm-pair-run.XXXXXX)
   # Everything started here is stopped, and every address added to lo removed, on any exit.
   pair_pids=() pair_added=()
   trap 'pair_cleanup' EXIT
@@ -155,7 +159,7 @@ build_pair() {
   dc1_name=$(awk -F' *= *' 'tolower($1) ~ /^[ \t]*netbios name$/ {print toupper($2); exit}' "$tmpl/etc/smb.conf")
   cp -a "$tmpl/." "$work/dc1"
   rm -f "$work/dc1/fixture.env" "$work/dc1/.provisioned"
-  mkdir -p "$work/dc2/etc" "$work/run"
+  mkdir -p "$work/dc2/etc"
   pair_conf "$work/dc1" "$dc1_name" "$ip1" >"$work/dc1/etc/smb.conf"
   pair_krb5 "$ip1" "$ip2" >"$work/dc1/krb5.conf"
   pair_krb5 "$ip2" "$ip1" >"$work/dc2/krb5.conf"
@@ -195,7 +199,7 @@ build_pair() {
     "$dc1_name" "$dc1_guid" "$dc2_guid" >"$work/pair.env"
   cat "$tmpl/fixture.env" >>"$work/pair.env"
   # Logs, sockets and run-time state stay out of the cache; the fixture writes its own confs.
-  rm -rf "$work/run" "$work/hosts" "$work/prejoin.conf" "$work"/*.log "$work"/dc*/log.* \
+  rm -rf "$work/hosts" "$work/prejoin.conf" "$work"/*.log "$work"/dc*/log.* \
     "$work"/dc*/samba.stdout "$work"/dc*/run "$work"/dc*/msg.* "$work"/dc*/private/{ldapi,ldap_priv,smbd.tmp}
   mv "$work" "$dir"
   touch "$dir/.built"
@@ -205,6 +209,8 @@ base_dn() { echo "DC=${REALM,,}" | sed 's/\./,DC=/g'; }
 
 # pair_conf DIR NAME IP: the smb.conf the build runs a DC with (the Go fixture writes its own).
 pair_conf() {
+  local rt=$pair_run/${2,,}
+  mkdir -p "$rt/run"
   cat <<CONF
 [global]
 	netbios name = $2
@@ -215,12 +221,12 @@ pair_conf() {
 	interfaces = $3
 	bind interfaces only = yes
 	private dir = $1/private
-	lock directory = $1
+	lock directory = $rt
 	state directory = $1/state
 	cache directory = $1/cache
 	binddns dir = $1/bind-dns
-	pid directory = $1/run
-	ncalrpc dir = $1/run/ncalrpc
+	pid directory = $rt/run
+	ncalrpc dir = $rt/run/ncalrpc
 	log file = $1/log.%m
 	logging = file
 	idmap_ldb:use rfc2307 = yes
@@ -268,20 +274,27 @@ claim_address() {
 }
 
 start_pair_dc() {
-  local d=$1 ip=$2 i
+  local d=$1 ip=$2 i deathsig=""
+  command -v setpriv >/dev/null && deathsig="setpriv --pdeathsig KILL"
   if ! ip -o addr show dev lo | grep -q " $ip/"; then
     ip addr add "$ip/32" dev lo
     pair_added+=("$ip")
   fi
-  mkdir -p "$d/run"
-  KRB5_CONFIG=$d/krb5.conf setsid samba -i -M single --debug-stdout -s "$d/etc/smb.conf" >"$d/samba.stdout" 2>&1 &
+  # Its own process group (samba forks) for pair_cleanup; killed with this script even when the
+  # script itself is killed and its trap cannot run.
+  KRB5_CONFIG=$d/krb5.conf setsid $deathsig samba -i -M single --debug-stdout -s "$d/etc/smb.conf" >"$d/samba.stdout" 2>&1 &
   pair_pids+=($!)
+  # Ready when LDAP, RPC's endpoint mapper (the join's DRSUAPI connection starts there) and the
+  # KDC accept connections: samba opens them one service at a time.
   for i in $(seq 1 600); do
-    if (exec 3<>"/dev/tcp/$ip/389") 2>/dev/null; then return 0; fi
+    if (exec 3<>"/dev/tcp/$ip/389" 4<>"/dev/tcp/$ip/135" 5<>"/dev/tcp/$ip/88") 2>/dev/null; then return 0; fi
     kill -0 "${pair_pids[-1]}" 2>/dev/null || { echo "samba in $d exited during start-up:" >&2; tail -20 "$d/samba.stdout" >&2; exit 1; }
     sleep 0.1
   done
-  echo "samba in $d not listening on $ip:389 after 60 s" >&2
+  echo "samba in $d not listening on $ip:389, 135 and 88 after 60 s; it listens on:" >&2
+  ss -Htlnp src "$ip" >&2 || true
+  ip -o addr show dev lo >&2 || true
+  tail -15 "$d/samba.stdout" >&2
   exit 1
 }
 
@@ -295,11 +308,21 @@ pair_cleanup() {
   pair_pids=()
   for ip in "${pair_added[@]}"; do ip addr del "$ip/32" dev lo 2>/dev/null || true; done
   pair_added=()
+  [ -n "${pair_run:-}" ] && rm -rf "$pair_run"
+  return 0
 }
 
 run_logged() {
   local log=$1; shift
-  "$@" >>"$log" 2>&1 || { echo "failed: ${*//$ADMIN_PASSWORD/***}" >&2; cat "$log" >&2; exit 1; }
+  "$@" >>"$log" 2>&1 && return 0
+  echo "failed: ${*//$ADMIN_PASSWORD/***}" >&2
+  cat "$log" >&2
+  ip -o addr show dev lo >&2 || true
+  local out
+  for out in "$(dirname "$log")"/dc*/samba.stdout; do
+    [ -f "$out" ] && { echo "--- end of $out:" >&2; tail -15 "$out" >&2; }
+  done
+  exit 1
 }
 
 case "${1:-}" in

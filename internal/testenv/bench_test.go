@@ -67,3 +67,16 @@ func BenchmarkPairReplicate(b *testing.B) {
 	}
 	b.ReportMetric(float64(first.Milliseconds()), "first_replicate_ms")
 }
+
+// BenchmarkPairTemplateBuild measures the one-time pair template build (hack/samba-dc.sh
+// pair-template: copy, SPN update, join of DC2, kcc, one replication each way) from scratch.
+func BenchmarkPairTemplateBuild(b *testing.B) {
+	for b.Loop() {
+		b.StopTimer()
+		root, _ := scratchRoot(b)
+		b.StartTimer()
+		if _, stderr, ok := sambaDC(b, root, "pair-template"); !ok {
+			b.Fatalf("pair-template failed:\n%s", stderr)
+		}
+	}
+}

@@ -39,6 +39,10 @@ type PairOptions struct {
 // services, and a KDC on each DC, since replication authenticates with Kerberos only.
 const pairServices = "ldap, rpc, drepl, kcc, kdc"
 
+// pairPorts are RPC's endpoint mapper (DRSUAPI connections start there) and the KDC: a pair's
+// DC is ready only when they accept connections too, since samba opens them after LDAP.
+var pairPorts = []string{"135", "88"}
+
 // manualReplication turns automatic replication off (an hour between runs, longer than any
 // test), so only Replicate moves changes between the DCs.
 const manualReplication = `	dreplsrv:notify_interval = 3600
@@ -125,37 +129,30 @@ func (p *Pair) prepare(tmpl string, env map[string]string, preload string) error
 	if err := os.WriteFile(p.CAFile, ca.CertPEM, 0o644); err != nil {
 		return err
 	}
+	// "dc1" and "dc2": the template's directories and the keys of pair.env (DC1_NAME, ...).
+	keys := []string{"dc1", "dc2"}
+	hosts := filepath.Join(p.dir, "hosts")
+	var hostsMap strings.Builder
 	for i, slot := range []**DC{&p.DC1, &p.DC2} {
 		addr, lock, err := claimLoopbackAddress("")
 		if err != nil {
 			return err
 		}
-		n := fmt.Sprintf("DC%d", i+1)
-		*slot = newDC(env, addr, lock, filepath.Join(p.dir, strings.ToLower(n)), env[n+"_NAME"])
-	}
-	hosts := filepath.Join(p.dir, "hosts")
-	var hostsMap strings.Builder
-	for _, dc := range []*DC{p.DC1, p.DC2} {
-		n := "DC1"
-		if dc == p.DC2 {
-			n = "DC2"
-		}
+		key := strings.ToUpper(keys[i])
+		dc := newDC(env, addr, lock, filepath.Join(p.dir, keys[i]), env[key+"_NAME"])
+		*slot = dc
 		// Replication finds its partner as <NTDS Settings objectGUID>._msdcs.<domain>.
-		fmt.Fprintf(&hostsMap, "%s %s %s\n%s %s._msdcs.%s\n", dc.Address, dc.hostName(), strings.ToLower(dc.Name),
-			dc.Address, env[n+"_NTDS_GUID"], strings.ToLower(dc.Realm))
+		fmt.Fprintf(&hostsMap, "%s %s %s\n%s %s._msdcs.%s\n", addr, dc.HostName(), strings.ToLower(dc.Name),
+			addr, env[key+"_NTDS_GUID"], strings.ToLower(dc.Realm))
 	}
 	if err := os.WriteFile(hosts, []byte(hostsMap.String()), 0o644); err != nil {
 		return err
 	}
-	for _, dc := range []*DC{p.DC1, p.DC2} {
+	for i, dc := range p.DCs() {
 		krb5 := filepath.Join(dc.dir, "krb5.conf")
-		dc.services, dc.extraConf = pairServices, manualReplication
+		dc.services, dc.extraConf, dc.readyPorts = pairServices, manualReplication, pairPorts
 		dc.env = []string{"KRB5_CONFIG=" + krb5, "LD_PRELOAD=" + preload, "NSS_WRAPPER_HOSTS=" + hosts}
-		src := filepath.Join(tmpl, "dc1")
-		if dc == p.DC2 {
-			src = filepath.Join(tmpl, "dc2")
-		}
-		if err := dc.prepare(src, ca); err != nil {
+		if err := dc.prepare(filepath.Join(tmpl, keys[i]), ca); err != nil {
 			return err
 		}
 		if err := os.WriteFile(krb5, []byte(p.krb5Conf(dc)), 0o644); err != nil {
@@ -164,6 +161,12 @@ func (p *Pair) prepare(tmpl string, env map[string]string, preload string) error
 	}
 	return nil
 }
+
+// DCs are DC1 and DC2, in that order.
+func (p *Pair) DCs() []*DC { return []*DC{p.DC1, p.DC2} }
+
+// URLs are both DCs' LDAPS URLs, DC1's first: what a DKMContainer's spec.directory.urls lists.
+func (p *Pair) URLs() []string { return []string{p.DC1.URL, p.DC2.URL} }
 
 // krb5Conf points a DC at its own KDC first, then its partner's: without a reachable KDC,
 // replication fails with NT_STATUS_NO_LOGON_SERVERS.
@@ -191,7 +194,7 @@ func (p *Pair) partner(dc *DC) *DC {
 func (p *Pair) startBoth(ctx context.Context, readyTimeout time.Duration) error {
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
-	for i, dc := range []*DC{p.DC1, p.DC2} {
+	for i, dc := range p.DCs() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -206,7 +209,7 @@ func (p *Pair) startBoth(ctx context.Context, readyTimeout time.Duration) error 
 
 // Close stops both DCs and removes everything the pair created.
 func (p *Pair) Close() {
-	for _, dc := range []*DC{p.DC1, p.DC2} {
+	for _, dc := range p.DCs() {
 		if dc != nil {
 			dc.Close()
 		}

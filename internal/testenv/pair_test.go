@@ -103,7 +103,7 @@ func TestPairOneCA(t *testing.T) {
 	if !pool.AppendCertsFromPEM(p.CAPEM) {
 		t.Fatal("CAPEM holds no certificate")
 	}
-	for _, dc := range []*DC{p.DC1, p.DC2} {
+	for _, dc := range p.DCs() {
 		conn, err := ldap.DialURL(dc.URL, ldap.DialWithTLSConfig(&tls.Config{RootCAs: pool, ServerName: dc.Address, MinVersion: tls.VersionTLS12}))
 		if err != nil {
 			t.Fatalf("LDAPS to %s with the pair's CA: %v", dc.Name, err)

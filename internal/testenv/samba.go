@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,6 +51,9 @@ type DC struct {
 	services  string
 	extraConf string
 	env       []string
+	// readyPorts are TCP ports that must accept connections, besides LDAPS accepting a bind,
+	// before the DC counts as started (a pair's DC opens RPC and its KDC after LDAP).
+	readyPorts []string
 	// addedAddress records that StartDC put Address on lo, so Close takes it off again.
 	addedAddress bool
 	mu           sync.Mutex
@@ -170,7 +174,7 @@ func (dc *DC) prepare(tmpl string, ca *CA) error {
 	}
 	dnsNames := []string{"localhost"}
 	if dc.env != nil { // a pair's DC also answers to its host name, which the pair's hosts map resolves
-		dnsNames = append(dnsNames, dc.hostName())
+		dnsNames = append(dnsNames, dc.HostName())
 	}
 	if err := writeTLSFiles(filepath.Join(dc.dir, "tls"), ca, dc.Address, dnsNames...); err != nil {
 		return err
@@ -182,8 +186,9 @@ func (dc *DC) prepare(tmpl string, ca *CA) error {
 	return nil
 }
 
-// hostName is the DC's DNS name, e.g. dc2.demo.local.
-func (dc *DC) hostName() string {
+// HostName is the DC's DNS host name, e.g. dc2.demo.local (a pair's hosts map resolves it for
+// samba; the operator reaches DCs by IP).
+func (dc *DC) HostName() string {
 	return strings.ToLower(dc.Name + "." + dc.Realm)
 }
 
@@ -240,9 +245,8 @@ func (dc *DC) start(ctx context.Context, readyTimeout time.Duration) error {
 		if p.Exited() {
 			return fmt.Errorf("samba exited during start-up (see %s/log.samba): %v", dc.dir, p.Err())
 		}
-		conn, err := dc.dial()
+		err := dc.ready()
 		if err == nil {
-			conn.Close()
 			return nil
 		}
 		lastErr = err
@@ -253,6 +257,24 @@ func (dc *DC) start(ctx context.Context, readyTimeout time.Duration) error {
 		}
 	}
 	return fmt.Errorf("samba on %s not ready after %s: %w", dc.Address, readyTimeout, lastErr)
+}
+
+// ready reports whether LDAPS accepts the admin's bind and every port in readyPorts accepts a
+// connection.
+func (dc *DC) ready() error {
+	conn, err := dc.dial()
+	if err != nil {
+		return err
+	}
+	conn.Close()
+	for _, port := range dc.readyPorts {
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(dc.Address, port), time.Second)
+		if err != nil {
+			return err
+		}
+		_ = c.Close()
+	}
+	return nil
 }
 
 // Stop stops samba (the data stays, so Start brings the same domain back).
