@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"context"
 	"crypto/rand"
 	"fmt"
 	"path/filepath"
@@ -31,39 +32,7 @@ func TestMultiDCOnSambaPair(t *testing.T) {
 		t.Skip("-short: no Samba pair")
 	}
 	ctx := t.Context()
-	p, err := testenv.StartPair(ctx, testenv.PairOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
-	env, err := testenv.NewKube(ctx, filepath.Join("config", "crd", "bases"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	sch := unitScheme(t)
-	kube, err := client.New(cfg, client.Options{Scheme: sch})
-	if err != nil {
-		t.Fatal(err)
-	}
-	const ns = "multidc"
-	kek := make([]byte, 32)
-	_, _ = rand.Read(kek)
-	for _, obj := range []client.Object{
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "bind", Namespace: ns},
-			Data: map[string][]byte{BindUsernameKey: []byte(p.DC1.AdminUser), BindPasswordKey: []byte(p.DC1.AdminPassword)}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "ca", Namespace: ns}, Data: map[string][]byte{"ca.crt": p.CAPEM}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "kek", Namespace: ns}, Data: map[string][]byte{"kek": kek}},
-	} {
-		if err := kube.Create(ctx, obj); err != nil {
-			t.Fatal(err)
-		}
-	}
+	p, kube := startPairCluster(t)
 	pool := directory.NewPool()
 	t.Cleanup(pool.Close)
 	// admin reads one DC on its own, for the test's own checks.
@@ -89,44 +58,16 @@ func TestMultiDCOnSambaPair(t *testing.T) {
 		}
 	}
 
-	type run struct {
-		r   *DKMContainerReconciler
-		obj *dkmv1.DKMContainer
-	}
-	newRun := func(t *testing.T, name string, mutate func(*dkmv1.DKMContainer)) *run {
+	newRun := func(t *testing.T, name string, mutate func(*dkmv1.DKMContainer)) *pairRun {
 		t.Helper()
-		obj := &dkmv1.DKMContainer{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-			Spec: dkmv1.DKMContainerSpec{
-				Directory: dkmv1.DirectorySpec{
-					URLs:              []string{p.DC1.URL, p.DC2.URL},
-					BindSecretRef:     dkmv1.SecretReference{Name: "bind"},
-					CABundleSecretRef: &dkmv1.SecretKeyReference{Name: "ca", Key: "ca.crt"},
-					DialTimeout:       &metav1.Duration{Duration: 2 * time.Second},
-				},
-				Path:            "CN=DKM-" + name + ",CN=System," + p.DC1.BaseDN,
-				ServiceAccounts: []string{p.DC1.NetBIOS + `\Administrator`},
-				KeyProtection:   dkmv1.KeyProtectionSpec{Mode: dkmv1.KeyWrapped, KEKSecretRef: &dkmv1.SecretReference{Name: "kek"}},
-			},
-		}
-		if mutate != nil {
-			mutate(obj)
-		}
-		if err := kube.Create(ctx, obj); err != nil {
-			t.Fatal(err)
-		}
-		return &run{obj: obj, r: &DKMContainerReconciler{
-			Client: kube, APIReader: kube, Recorder: events.NewFakeRecorder(1000),
-			Directories: PoolFactory(directory.NewPool()), Keys: NewKeyStore(), Metrics: NewMetrics(nil),
-			ClusterID: "pair", Retry: time.Second, CommitRetry: time.Second,
-		}}
+		return newPairRun(t, p, kube, name, mutate)
 	}
-	reconcile := func(t *testing.T, x *run) error {
+	reconcile := func(t *testing.T, x *pairRun) error {
 		t.Helper()
 		_, err := x.r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(x.obj)})
 		return err
 	}
-	get := func(t *testing.T, x *run) *dkmv1.DKMContainer {
+	get := func(t *testing.T, x *pairRun) *dkmv1.DKMContainer {
 		t.Helper()
 		cur := &dkmv1.DKMContainer{}
 		if err := kube.Get(ctx, client.ObjectKeyFromObject(x.obj), cur); err != nil {
@@ -134,14 +75,14 @@ func TestMultiDCOnSambaPair(t *testing.T) {
 		}
 		return cur
 	}
-	cond := func(t *testing.T, x *run, typ string) metav1.Condition {
+	cond := func(t *testing.T, x *pairRun, typ string) metav1.Condition {
 		t.Helper()
 		if c := meta.FindStatusCondition(get(t, x).Status.Conditions, typ); c != nil {
 			return *c
 		}
 		return metav1.Condition{}
 	}
-	expectReason := func(t *testing.T, x *run, typ, reason string) metav1.Condition {
+	expectReason := func(t *testing.T, x *pairRun, typ, reason string) metav1.Condition {
 		t.Helper()
 		c := cond(t, x, typ)
 		if c.Reason != reason {
@@ -150,7 +91,7 @@ func TestMultiDCOnSambaPair(t *testing.T) {
 		return c
 	}
 	// notCommitted: no key in status or the KeyStore, no CryptoPolicy on any DC.
-	notCommitted := func(t *testing.T, x *run) {
+	notCommitted := func(t *testing.T, x *pairRun) {
 		t.Helper()
 		if st := get(t, x).Status; st.ActiveKeyID != "" || len(st.Keys) != 0 {
 			t.Fatalf("status records a key: %s %v", st.ActiveKeyID, st.Keys)
@@ -177,7 +118,7 @@ func TestMultiDCOnSambaPair(t *testing.T) {
 		}
 		return ids
 	}
-	committed := func(t *testing.T, x *run, id string) {
+	committed := func(t *testing.T, x *pairRun, id string) {
 		t.Helper()
 		expectReason(t, x, dkmv1.ConditionKeyReady, dkmv1.ReasonReady)
 		if st := get(t, x).Status; st.ActiveKeyID != id || len(st.Keys) != 1 {
@@ -356,4 +297,125 @@ func TestMultiDCOnSambaPair(t *testing.T) {
 			t.Fatalf("the key is not in the live DC Manager: %+v", after.Managers)
 		}
 	})
+}
+
+const pairNS = "multidc"
+
+// startPairCluster starts two replicating Samba DCs and an envtest API server holding the
+// namespace pairNS with the bind, CA and KEK Secrets.
+func startPairCluster(tb testing.TB) (*testenv.Pair, client.Client) {
+	tb.Helper()
+	ctx := tb.Context()
+	p, err := testenv.StartPair(ctx, testenv.PairOptions{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(p.Close)
+	env, err := testenv.NewKube(ctx, filepath.Join("config", "crd", "bases"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = env.Stop() })
+	kube, err := client.New(cfg, client.Options{Scheme: unitScheme(tb)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	kek := make([]byte, 32)
+	_, _ = rand.Read(kek)
+	for _, obj := range []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: pairNS}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "bind", Namespace: pairNS},
+			Data: map[string][]byte{BindUsernameKey: []byte(p.DC1.AdminUser), BindPasswordKey: []byte(p.DC1.AdminPassword)}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "ca", Namespace: pairNS}, Data: map[string][]byte{"ca.crt": p.CAPEM}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "kek", Namespace: pairNS}, Data: map[string][]byte{"kek": kek}},
+	} {
+		if err := kube.Create(ctx, obj); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return p, kube
+}
+
+// pairRun is one DKMContainer on the pair and a reconciler of its own, driven by the test.
+type pairRun struct {
+	r   *DKMContainerReconciler
+	obj *dkmv1.DKMContainer
+}
+
+// newPairRun creates a DKMContainer listing both DCs (DC1, the PDC, first).
+func newPairRun(tb testing.TB, p *testenv.Pair, kube client.Client, name string, mutate func(*dkmv1.DKMContainer)) *pairRun {
+	tb.Helper()
+	obj := &dkmv1.DKMContainer{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: pairNS},
+		Spec: dkmv1.DKMContainerSpec{
+			Directory: dkmv1.DirectorySpec{
+				URLs:              []string{p.DC1.URL, p.DC2.URL},
+				BindSecretRef:     dkmv1.SecretReference{Name: "bind"},
+				CABundleSecretRef: &dkmv1.SecretKeyReference{Name: "ca", Key: "ca.crt"},
+				DialTimeout:       &metav1.Duration{Duration: 2 * time.Second},
+			},
+			Path:            "CN=DKM-" + name + ",CN=System," + p.DC1.BaseDN,
+			ServiceAccounts: []string{p.DC1.NetBIOS + `\Administrator`},
+			KeyProtection:   dkmv1.KeyProtectionSpec{Mode: dkmv1.KeyWrapped, KEKSecretRef: &dkmv1.SecretReference{Name: "kek"}},
+		},
+	}
+	if mutate != nil {
+		mutate(obj)
+	}
+	if err := kube.Create(tb.Context(), obj); err != nil {
+		tb.Fatal(err)
+	}
+	return &pairRun{obj: obj, r: &DKMContainerReconciler{
+		Client: kube, APIReader: kube, Recorder: events.NewFakeRecorder(1000),
+		Directories: PoolFactory(directory.NewPool()), Keys: NewKeyStore(), Metrics: NewMetrics(nil),
+		ClusterID: "pair", Retry: time.Second, CommitRetry: time.Second,
+	}}
+}
+
+func (x *pairRun) reconcile(ctx context.Context) error {
+	_, err := x.r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(x.obj)})
+	return err
+}
+
+// BenchmarkFirstKeyCommit is the first key's reconcile work on the pair (create container, DC
+// Manager and key, then commit: CryptoPolicy, status) with minKeyCopies 1 and 2: the difference
+// is what durable commit adds in the operator (the reads of the other DC; the second pass).
+// Excluded: the forced replication between the passes, and in production the wait for AD's own
+// replication and CommitRetry (5 s).
+func BenchmarkFirstKeyCommit(b *testing.B) {
+	p, kube := startPairCluster(b)
+	ctx := b.Context()
+	for _, copies := range []int32{1, 2} {
+		b.Run(fmt.Sprintf("minKeyCopies=%d", copies), func(b *testing.B) {
+			for i := 0; b.Loop(); i++ {
+				b.StopTimer()
+				x := newPairRun(b, p, kube, fmt.Sprintf("bench%d-%d", copies, i), func(o *dkmv1.DKMContainer) {
+					o.Spec.Directory.MinKeyCopies = ptr.To(copies)
+				})
+				b.StartTimer()
+				if err := x.reconcile(ctx); err != nil {
+					b.Fatal(err)
+				}
+				if copies > 1 {
+					b.StopTimer()
+					if err := p.Replicate(ctx, p.DC2, p.DC1); err != nil {
+						b.Fatal(err)
+					}
+					b.StartTimer()
+					if err := x.reconcile(ctx); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StopTimer()
+				if x.r.Keys.Get(client.ObjectKeyFromObject(x.obj)) == nil {
+					b.Fatal("no key committed")
+				}
+				b.StartTimer()
+			}
+		})
+	}
 }
