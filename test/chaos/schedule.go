@@ -81,13 +81,21 @@ func ClusterName(c int) string { return string(rune('A' + c)) }
 
 // Schedule is a reproducible list of steps: the same seed and options give the same steps.
 type Schedule struct {
-	Seed  uint64
+	Seed uint64
+	// Warm schedules (even seeds) start once the first key is on every DC and in the replicas,
+	// so their faults hit rotations and a running writer; cold ones (odd seeds) start as the
+	// DKMContainer is created, so their faults hit the first key.
+	Warm  bool
 	Steps []Step
 }
 
 func (s Schedule) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "schedule seed=%d (%d steps):\n", s.Seed, len(s.Steps))
+	start := "cold: faults from the DKMContainer's creation"
+	if s.Warm {
+		start = "warm: faults once the first key is everywhere"
+	}
+	fmt.Fprintf(&b, "schedule seed=%d (%d steps, %s):\n", s.Seed, len(s.Steps), start)
 	for i, st := range s.Steps {
 		fmt.Fprintf(&b, "  %2d. %s\n", i+1, st)
 	}
@@ -174,7 +182,7 @@ func Generate(seed uint64, opts Options) Schedule {
 	for range max(opts.InitialReplicas, 0) {
 		m.addPod(ClusterA)
 	}
-	s := Schedule{Seed: seed}
+	s := Schedule{Seed: seed, Warm: seed%2 == 0}
 	pauses := int(opts.MaxPause / (100 * time.Millisecond))
 	for range opts.Steps {
 		st := m.draw(rng)

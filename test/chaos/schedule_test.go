@@ -21,6 +21,9 @@ func TestGenerateReplaysFromItsSeed(t *testing.T) {
 	if Generate(1, Options{}).String() == Generate(2, Options{}).String() {
 		t.Fatal("seeds 1 and 2 drew the same schedule")
 	}
+	if Generate(1, Options{}).Warm || !Generate(2, Options{}).Warm {
+		t.Fatal("odd seeds start cold, even seeds warm")
+	}
 }
 
 // TestGenerateDrawsOnlyPossibleSteps replays each schedule against its own bookkeeping of the
