@@ -83,7 +83,7 @@ clean-env: ## Stop anything a test run left behind and remove the built test env
 
 # make chaos: many random fault schedules (test/chaos); CHAOS_SEED=N[,M] replays given seeds.
 CHAOS_COUNT ?= 20
-CHAOS_STEPS ?= 12
+CHAOS_STEPS ?= 16
 CHAOS_DCS ?= 2
 .PHONY: chaos
 chaos: test-env ## Randomized fault schedules against the operator binary and two replicating DCs: CHAOS_COUNT (default 20) schedules, CHAOS_SEED=N replays one.

@@ -85,7 +85,8 @@ var regressionSeeds = []uint64{
 	// replica held the first key while only DC1 had it (invariant 1), before durable commit.
 	// Fixed by durable commit (6e4b8a9).
 	1,
-	// OPEN (reported in issue 13's closing note): a rotation's new key reached DC2, CryptoPolicy
+	// OPEN (reported in issue 13's closing note), found with 16 steps (make chaos's default):
+	// a rotation's new key reached DC2, CryptoPolicy
 	// moved on DC1 only; with DC1 stopped, reader B read DC2's older CryptoPolicy and its
 	// replica's Secret went back to the old active key and lost the new version (3, 4, 5).
 	2,
@@ -172,7 +173,7 @@ func runSchedule(ctx context.Context, t *testing.T, w *world, s Schedule, n int)
 	r.kek = map[string][]byte{"kek": randomKEK()}
 	required := min(2, len(r.up))
 	r.rec = newRecorder(r, required)
-	t.Logf("seed %d: replay with `go test ./test/chaos -run TestChaos -chaos.seed=%d`\n%s", s.Seed, s.Seed, s)
+	t.Logf("seed %d: replay with `go test ./test/chaos -run TestChaos -chaos.seed=%d -chaos.steps=%d`\n%s", s.Seed, s.Seed, len(s.Steps), s)
 
 	wctx, stopWatching := context.WithCancel(ctx)
 	var watchers sync.WaitGroup
@@ -224,8 +225,8 @@ func runSchedule(ctx context.Context, t *testing.T, w *world, s Schedule, n int)
 	r.cleanup(ctx)
 	if len(res.violations) > 0 {
 		var b strings.Builder
-		fmt.Fprintf(&b, "seed %d broke %d invariant check(s); replay: go test ./test/chaos -run TestChaos -chaos.seed=%d\n%s\n",
-			s.Seed, len(res.violations), s.Seed, s)
+		fmt.Fprintf(&b, "seed %d broke %d invariant check(s); replay: go test ./test/chaos -run TestChaos -chaos.seed=%d -chaos.steps=%d\n%s\n",
+			s.Seed, len(res.violations), s.Seed, len(s.Steps), s)
 		for _, v := range res.violations {
 			fmt.Fprintf(&b, "  %s\n", v)
 		}
