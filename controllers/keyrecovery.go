@@ -55,9 +55,8 @@ func (r *DKMContainerReconciler) recoverKeys(ctx context.Context, s *scope) {
 
 // recoverRing rebuilds the ring status records from the projected Secrets of obj.
 func (r *DKMContainerReconciler) recoverRing(ctx context.Context, obj *dkmv1.DKMContainer) (*keys.Ring, error) {
-	if untrusted := untrustedKeyFields(obj); len(untrusted) > 0 {
-		return nil, fmt.Errorf("status.%s was not written by the operator (field manager %s), so it is not trusted",
-			untrusted[0], ReconcilerFieldOwner)
+	if err := statusKeysTrusted(obj); err != nil {
+		return nil, err
 	}
 	secrets := &corev1.SecretList{}
 	if err := r.List(ctx, secrets, client.InNamespace(obj.Namespace), client.MatchingLabels{LabelContainer: obj.Name}); err != nil {
@@ -86,6 +85,17 @@ func (r *DKMContainerReconciler) recoverRing(ctx context.Context, obj *dkmv1.DKM
 			obj.Status.ActiveKeyFingerprint, ring.ActiveID())
 	}
 	return ring, nil
+}
+
+// statusKeysTrusted says why the key fingerprints in status cannot vouch for key bytes from
+// outside AD (replica Secrets), or nil when they can: recovery after a restart and a restore
+// from the cluster (restore.go) both apply it.
+func statusKeysTrusted(obj *dkmv1.DKMContainer) error {
+	if untrusted := untrustedKeyFields(obj); len(untrusted) > 0 {
+		return fmt.Errorf("status.%s was not written by the operator (field manager %s), so it is not trusted",
+			untrusted[0], ReconcilerFieldOwner)
+	}
+	return nil
 }
 
 // untrustedKeyFields lists the key fields of status that were not written by the reconciler alone, by server-side apply on the status

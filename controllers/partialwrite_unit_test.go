@@ -17,7 +17,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	dkmv1 "github.com/dkm-operator/dkm-operator/api/v1alpha1"
 	"github.com/dkm-operator/dkm-operator/internal/directory"
@@ -78,6 +80,9 @@ type pwOptions struct {
 	uid     string            // the DKMContainer's UID; "uid-<cluster>" when empty
 	kek     map[string][]byte // the KEK Secret's data; a fresh KEK when nil
 	mutate  func(*dkmv1.DKMContainer)
+	// managedFields are returned on the DKMContainer, as the API server would keep them: the
+	// fake client records none for a status apply (status trust, keyrecovery.go, reads them).
+	managedFields []metav1.ManagedFieldsEntry
 }
 
 func newPWCluster(t *testing.T, dir *fakeAD, clock *pwClock, opt pwOptions) *pwCluster {
@@ -110,9 +115,23 @@ func newPWCluster(t *testing.T, dir *fakeAD, clock *pwClock, opt pwOptions) *pwC
 	bind := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "bind", Namespace: "vmm"},
 		Data: map[string][]byte{BindUsernameKey: []byte(`DEMO\op`), BindPasswordKey: []byte("Passw0rd!")}}
 	kek := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "kek", Namespace: "vmm"}, Data: opt.kek}
-	kube := fake.NewClientBuilder().WithScheme(s).
+	builder := fake.NewClientBuilder().WithScheme(s).
 		WithStatusSubresource(&dkmv1.DKMContainer{}).
-		WithObjects(obj, bind, kek).Build()
+		WithObjects(obj, bind, kek)
+	if opt.managedFields != nil {
+		builder = builder.WithInterceptorFuncs(interceptor.Funcs{
+			Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, o client.Object, opts ...client.GetOption) error {
+				if err := c.Get(ctx, key, o, opts...); err != nil {
+					return err
+				}
+				if dc, ok := o.(*dkmv1.DKMContainer); ok {
+					dc.ManagedFields = slices.Clone(opt.managedFields)
+				}
+				return nil
+			},
+		})
+	}
+	kube := builder.Build()
 	rec := events.NewFakeRecorder(1000)
 	r := &DKMContainerReconciler{
 		Client:    kube,

@@ -20,7 +20,8 @@ import (
 // back to AD (same ID, same bytes, sealed for the container as it now is) on the annotation
 // dkmv1.AnnotationRestoreLostKey naming a lost key. A copy counts only when every lost key is in
 // it and each matches the fingerprint status recorded: status never held key bytes, so the
-// fingerprint is what proves the copy is the key the data needs.
+// fingerprint is what proves the copy is the key the data needs. A replica Secret counts only
+// while status's key fields were written by the reconciler alone (statusKeysTrusted).
 
 // heldKeys is a verified copy of the lost keys.
 type heldKeys struct {
@@ -44,6 +45,14 @@ func (r *DKMContainerReconciler) findHeldKeys(ctx context.Context, obj *dkmv1.DK
 		} else {
 			misses = append(misses, miss)
 		}
+	}
+	// A replica Secret is anyone's to write, so its bytes count only against fingerprints the
+	// reconciler wrote (statusKeysTrusted, as for recovery): else a writer of status and of a
+	// Secret could have chosen bytes written to AD as the lost key. The memory copy above needs
+	// no such check: it was read from AD, or recovered while status was trusted, so an edited
+	// status can only make it fail to match.
+	if err := statusKeysTrusted(obj); err != nil {
+		return nil, strings.Join(append(misses, "the replica Secrets are not used: "+err.Error()), "; ")
 	}
 	secrets := &corev1.SecretList{}
 	if err := r.List(ctx, secrets, client.InNamespace(obj.Namespace), client.MatchingLabels{LabelContainer: obj.Name}); err != nil {

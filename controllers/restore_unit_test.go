@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"maps"
+	"slices"
 	"strings"
 	"testing"
 
@@ -30,42 +31,58 @@ func TestRestoreLostKeyFromCluster(t *testing.T) {
 		{"key contact", func(l adLayout, m string) string { return directory.ChildDN(m, l.Keys[m][0]) },
 			map[string]int{"AddKey": 1}},
 	}
+	// Status's key fields as the reconciler alone applied them, or also edited by someone else.
+	reconcilerOnly := []metav1.ManagedFieldsEntry{reconcilerStatusEntry()}
+	coOwned := append(slices.Clone(reconcilerOnly), managedFieldsEntry("kubectl-edit", metav1.ManagedFieldsOperationUpdate,
+		"status", `{"f:status":{"f:keys":{},"f:activeKeyFingerprint":{}}}`))
 	sources := []struct {
 		name string
+		// fields are the DKMContainer's managedFields; reconcilerOnly when nil.
+		fields []metav1.ManagedFieldsEntry
 		// prepare leaves the copy the operator may use (or not); ok says whether the restore runs.
 		prepare func(t *testing.T, c *pwCluster, ring *keys.Ring)
 		ok      bool
 		source  string
 	}{
-		{"memory", func(*testing.T, *pwCluster, *keys.Ring) {}, true, "the operator's memory"},
-		{"replica Secret after a restart", func(t *testing.T, c *pwCluster, ring *keys.Ring) {
+		{"memory", nil, func(*testing.T, *pwCluster, *keys.Ring) {}, true, "the operator's memory"},
+		// Memory was read from AD: an edited status can only fail to match it.
+		{"memory while status is co-owned", coOwned, func(*testing.T, *pwCluster, *keys.Ring) {}, true, "the operator's memory"},
+		{"replica Secret after a restart", nil, func(t *testing.T, c *pwCluster, ring *keys.Ring) {
 			c.r.Keys = NewKeyStore()
 			replicaSecret(t, c, ring)
 		}, true, "replica Secret vmm/"},
-		{"replica Secret with other bytes", func(t *testing.T, c *pwCluster, _ *keys.Ring) {
+		{"replica Secret with other bytes", nil, func(t *testing.T, c *pwCluster, _ *keys.Ring) {
 			c.r.Keys = NewKeyStore()
-			guid, err := keys.ParseObjectGUID("00112233-4455-6677-8899-aabbccddeeff")
-			if err != nil {
-				t.Fatal(err)
-			}
-			id, err := keys.ParseKeyID(c.get().Status.ActiveKeyID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			other, _, err := keys.NewRingWithID(guid, id, c.protector(), c.r.now())
-			if err != nil {
-				t.Fatal(err)
-			}
-			replicaSecret(t, c, other)
+			replicaSecret(t, c, otherRing(t, c))
 		}, false, "status recorded"},
-		{"nothing held", func(_ *testing.T, c *pwCluster, _ *keys.Ring) { c.r.Keys = NewKeyStore() }, false, "neither"},
+		// Someone able to write status and a Secret records the fingerprint of bytes they chose:
+		// those must not reach AD as the lost key.
+		{"crafted replica Secret matching a status edited by another manager", coOwned, func(t *testing.T, c *pwCluster, _ *keys.Ring) {
+			c.r.Keys = NewKeyStore()
+			crafted := otherRing(t, c)
+			replicaSecret(t, c, crafted)
+			obj := c.get()
+			fp := crafted.Active().Fingerprint.String()
+			obj.Status.ActiveKeyFingerprint = fp
+			for i := range obj.Status.Keys {
+				obj.Status.Keys[i].Fingerprint = fp
+			}
+			if err := c.r.Status().Update(context.Background(), obj); err != nil {
+				t.Fatal(err)
+			}
+		}, false, "the replica Secrets are not used: status.activeKeyFingerprint (also written by kubectl-edit) was not written by the operator"},
+		{"nothing held", nil, func(_ *testing.T, c *pwCluster, _ *keys.Ring) { c.r.Keys = NewKeyStore() }, false, "neither"},
 	}
 	for _, rm := range removals {
 		for _, src := range sources {
 			t.Run(rm.name+"/"+src.name, func(t *testing.T) {
 				clock := newPWClock()
 				dir := newFakeAD(clock.now)
-				c := newPWCluster(t, dir, clock, pwOptions{})
+				fields := src.fields
+				if fields == nil {
+					fields = reconcilerOnly
+				}
+				c := newPWCluster(t, dir, clock, pwOptions{managedFields: fields})
 				c.mustReconcile()
 				id := expectOneKey(t, c)
 				before := c.get().Status
@@ -108,6 +125,24 @@ func TestRestoreLostKeyFromCluster(t *testing.T) {
 			})
 		}
 	}
+}
+
+// otherRing is a ring with the active key ID of c's status and other bytes.
+func otherRing(t *testing.T, c *pwCluster) *keys.Ring {
+	t.Helper()
+	guid, err := keys.ParseObjectGUID("00112233-4455-6677-8899-aabbccddeeff")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := keys.ParseKeyID(c.get().Status.ActiveKeyID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _, err := keys.NewRingWithID(guid, id, c.protector(), c.r.now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return other
 }
 
 // replicaSecret stores what the projector gives a replica of ring, as the projector does.
