@@ -458,3 +458,79 @@ func TestMultiDCConflictObjectsReportedAndIgnored(t *testing.T) {
 		t.Fatal("the conflict object was deleted")
 	}
 }
+
+// Chaos seed 2: a rotation's key reached both DCs, CryptoPolicy moved on DC1 only, then DC1
+// stopped. On DC2 CryptoPolicy names the older key; read as is, the ring would go back to it
+// and drop the new version every replica already holds. Writer and reader must keep serving
+// the ring they hold, wait (ReplicationLag-style, naming the DCs) and write nothing.
+func TestMultiDCPolicyBehindRecordedActiveKey(t *testing.T) {
+	const period = 24 * time.Hour
+	clock := newPWClock()
+	dom := newReplicatedAD(clock.now, 2)
+	rotate := func(o *dkmv1.DKMContainer) {
+		o.Spec.Rotation = &dkmv1.RotationSpec{Period: &metav1.Duration{Duration: period}}
+	}
+	c := newMultiDCCluster(t, dom, clock, pwOptions{mutate: rotate})
+	c.mustReconcile()
+	dom.replicate(1, 2)
+	c.mustReconcile()
+	oldID := expectOneKey(t, c)
+	reader := newMultiDCCluster(t, dom, clock, pwOptions{cluster: "other", kek: c.kek})
+	reader.mustReconcile()
+
+	clock.advance(period + time.Hour)
+	c.mustReconcile() // the rotated key is added on DC1
+	dom.replicate(1, 2)
+	c.mustReconcile() // both DCs hold it: CryptoPolicy moves, on DC1 only
+	newID := c.get().Status.ActiveKeyID
+	if newID == oldID {
+		t.Fatalf("no rotation: %s", c.conditions())
+	}
+	reader.mustReconcile()
+	for _, x := range []*pwCluster{c, reader} {
+		expectServing(t, x, newID, "after the rotation")
+	}
+	managerDN := dom.dc(1).layout(pwPath).Managers[0]
+	if p := dom.dc(2).layout(pwPath).Policy[managerDN]; p != oldID {
+		t.Fatalf("DC2's CryptoPolicy names %s, want the older %s", p, oldID)
+	}
+
+	dom.setDown(1, true)
+	before := callsOf(dom)
+	for _, x := range []struct {
+		name string
+		c    *pwCluster
+	}{{"writer", c}, {"reader", reader}} {
+		x.c.reconcile() // the DC in use fails; the next reconcile uses DC2
+		for range 3 {
+			x.c.reconcile()
+			if ring := x.c.r.Keys.Get(x.c.key); ring == nil || ring.ActiveID().String() != newID || ring.Len() != 2 {
+				t.Fatalf("%s on DC2: the KeyStore holds %v, want active %s with both versions", x.name, ring, newID)
+			}
+			if st := x.c.get().Status; st.ActiveKeyID != newID || len(st.Keys) != 2 {
+				t.Fatalf("%s on DC2: status active %s with %d versions, want %s with 2", x.name, st.ActiveKeyID, len(st.Keys), newID)
+			}
+		}
+		got := x.c.expectCond(dkmv1.ConditionKeyReady, metav1.ConditionFalse, dkmv1.ReasonDCUnavailable)
+		for _, want := range []string{"ldaps://dc2.demo.local", "ldaps://dc1.demo.local", oldID, newID} {
+			if !strings.Contains(got.Message, want) {
+				t.Errorf("%s: KeyReady does not name %s: %q", x.name, want, got.Message)
+			}
+		}
+	}
+	expectNoWrites(t, "CryptoPolicy behind on DC2, DC1 down", dom, before)
+
+	// DC1 back, not replicated: its CryptoPolicy is ahead, so DC2 lags.
+	dom.setDown(1, false)
+	reader.reconcile()
+	expectWaiting(t, reader, dom, before, dkmv1.ConditionKeyReady, dkmv1.ReasonReplicationLag, "DC1 back, DC2 lagging")
+	expectServing(t, reader, newID, "DC1 back, DC2 lagging")
+
+	dom.replicate(1, 2)
+	for _, x := range []*pwCluster{c, reader} {
+		x.mustReconcile()
+		x.expectCond(dkmv1.ConditionKeyReady, metav1.ConditionTrue, dkmv1.ReasonReady)
+		expectServing(t, x, newID, "after replication")
+	}
+	expectNoWrites(t, "after replication", dom, before)
+}
