@@ -361,6 +361,85 @@ func (r *DKMContainerReconciler) lagSafeLoss(ctx context.Context, s *scope, cond
 	return nil
 }
 
+// recordedActiveKey is the active key this DKMContainer recorded: status, else the ring the
+// KeyStore serves.
+func (r *DKMContainerReconciler) recordedActiveKey(s *scope) string {
+	if s.obj.Status.ActiveKeyID != "" {
+		return s.obj.Status.ActiveKeyID
+	}
+	if r.Keys != nil {
+		if ring := r.Keys.Get(namespacedName(s.obj)); ring != nil {
+			return ring.ActiveID().String()
+		}
+	}
+	return ""
+}
+
+// policyBehind: manager's CryptoPolicy names another key than the recorded active one, and the
+// recorded key is present and was created after it. Replicas hold the recorded key as active;
+// following the policy would move them back and drop the newer version.
+func policyBehind(manager *directory.Manager, recorded string) bool {
+	if manager == nil || manager.Policy == nil || manager.Policy.ActiveKeyID == "" || recorded == "" ||
+		strings.EqualFold(manager.Policy.ActiveKeyID, recorded) {
+		return false
+	}
+	rec, pol := keyObject(manager, recorded), keyObject(manager, manager.Policy.ActiveKeyID)
+	return rec.ID != "" && pol.ID != "" && rec.Created.After(pol.Created)
+}
+
+// policyNames: obs's DC Manager has a CryptoPolicy naming id.
+func policyNames(id string) func(*directory.Observation) bool {
+	return func(obs *directory.Observation) bool {
+		return slices.ContainsFunc(obs.Managers, func(m directory.Manager) bool {
+			return m.Policy != nil && strings.EqualFold(m.Policy.ActiveKeyID, id)
+		})
+	}
+}
+
+// checkPolicyBehind is the lag-safe read of a CryptoPolicy behind the recorded active key (a
+// DC that moved it stopped, or has not replicated yet): the ring held is served, nothing is
+// written, and the other DCs are asked. Another DC names the recorded key: ReplicationLag; one
+// does not answer: DCUnavailable. Only when every DC answered and none names it (the DC that
+// moved it was lost or restored) does the writer move CryptoPolicy forward again, once enough
+// DCs hold the key; a reader waits for it. One URL: nothing to lag behind, AD is followed.
+func (r *DKMContainerReconciler) checkPolicyBehind(ctx context.Context, s *scope, manager *directory.Manager) error {
+	const cond = dkmv1.ConditionKeyReady
+	recorded := r.recordedActiveKey(s)
+	if len(s.dirs) <= 1 || !policyBehind(manager, recorded) {
+		return nil
+	}
+	older := manager.Policy.ActiveKeyID
+	what := fmt.Sprintf("CryptoPolicy on %s in use names key %s, older than the active key %s recorded here, which "+
+		"replicas hold", s.urls[s.inUse], older, recorded)
+	views := r.survey(ctx, s, false)
+	if at := holding(views, policyNames(recorded)); len(at) > 0 {
+		return r.waitForDCs(s, cond, dkmv1.ReasonReplicationLag, fmt.Sprintf(
+			"%s; %s names %s: waiting for replication; the keys held are served, nothing is written",
+			what, strings.Join(at, ", "), recorded))
+	}
+	if down := unanswered(views); len(down) > 0 {
+		return r.waitForDCs(s, cond, dkmv1.ReasonDCUnavailable, fmt.Sprintf(
+			"%s; %s does not answer and may hold the newer CryptoPolicy: the keys held are served, nothing is written (%s)",
+			what, strings.Join(down, ", "), firstViewError(views)))
+	}
+	if !s.writer() {
+		return r.waitForDCs(s, cond, dkmv1.ReasonReplicationLag, fmt.Sprintf(
+			"%s; no DC names %s: waiting for the owner (%s) to activate it again; the keys held are served, nothing is written",
+			what, recorded, s.obj.Status.Owner))
+	}
+	k := keyObject(manager, recorded)
+	if err := r.commitKeys(ctx, s, "recorded active key "+recorded, copiesOf([]directory.KeyObject{k})); err != nil {
+		return err
+	}
+	if err := s.dir.SetActiveKey(ctx, manager.DN, older, recorded, r.owner(s.obj)); err != nil {
+		return r.keyWriteFailure(ctx, s, "activate the recorded key again", err)
+	}
+	manager.Policy.ActiveKeyID = recorded
+	r.warn(s.obj, dkmv1.ReasonReplicationLag, "RotateKey", fmt.Sprintf(
+		"%s; no DC named %s any more (the DC that activated it was lost): activated it again", what, recorded))
+	return nil
+}
+
 func firstViewError(views []dcView) error {
 	for _, v := range views {
 		if v.err != nil {

@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"context"
 	"errors"
 	"maps"
 	"slices"
@@ -459,30 +460,29 @@ func TestMultiDCConflictObjectsReportedAndIgnored(t *testing.T) {
 	}
 }
 
-// Chaos seed 2: a rotation's key reached both DCs, CryptoPolicy moved on DC1 only, then DC1
-// stopped. On DC2 CryptoPolicy names the older key; read as is, the ring would go back to it
-// and drop the new version every replica already holds. Writer and reader must keep serving
-// the ring they hold, wait (ReplicationLag-style, naming the DCs) and write nothing.
-func TestMultiDCPolicyBehindRecordedActiveKey(t *testing.T) {
+// policyMovedOnDC1Only is chaos seed 2's start: a writer and another cluster's reader, a
+// rotation whose key both DCs hold, and CryptoPolicy moved to it on DC1 only (both record it).
+func policyMovedOnDC1Only(t *testing.T) (dom *replicatedAD, c, reader *pwCluster, oldID, newID, managerDN string) {
+	t.Helper()
 	const period = 24 * time.Hour
 	clock := newPWClock()
-	dom := newReplicatedAD(clock.now, 2)
+	dom = newReplicatedAD(clock.now, 2)
 	rotate := func(o *dkmv1.DKMContainer) {
 		o.Spec.Rotation = &dkmv1.RotationSpec{Period: &metav1.Duration{Duration: period}}
 	}
-	c := newMultiDCCluster(t, dom, clock, pwOptions{mutate: rotate})
+	c = newMultiDCCluster(t, dom, clock, pwOptions{mutate: rotate})
 	c.mustReconcile()
 	dom.replicate(1, 2)
 	c.mustReconcile()
-	oldID := expectOneKey(t, c)
-	reader := newMultiDCCluster(t, dom, clock, pwOptions{cluster: "other", kek: c.kek})
+	oldID = expectOneKey(t, c)
+	reader = newMultiDCCluster(t, dom, clock, pwOptions{cluster: "other", kek: c.kek})
 	reader.mustReconcile()
 
 	clock.advance(period + time.Hour)
 	c.mustReconcile() // the rotated key is added on DC1
 	dom.replicate(1, 2)
 	c.mustReconcile() // both DCs hold it: CryptoPolicy moves, on DC1 only
-	newID := c.get().Status.ActiveKeyID
+	newID = c.get().Status.ActiveKeyID
 	if newID == oldID {
 		t.Fatalf("no rotation: %s", c.conditions())
 	}
@@ -490,10 +490,30 @@ func TestMultiDCPolicyBehindRecordedActiveKey(t *testing.T) {
 	for _, x := range []*pwCluster{c, reader} {
 		expectServing(t, x, newID, "after the rotation")
 	}
-	managerDN := dom.dc(1).layout(pwPath).Managers[0]
+	managerDN = dom.dc(1).layout(pwPath).Managers[0]
 	if p := dom.dc(2).layout(pwPath).Policy[managerDN]; p != oldID {
 		t.Fatalf("DC2's CryptoPolicy names %s, want the older %s", p, oldID)
 	}
+	return dom, c, reader, oldID, newID, managerDN
+}
+
+// expectServingBoth checks that the KeyStore and status keep newID active with both versions.
+func expectServingBoth(t *testing.T, c *pwCluster, newID, what string) {
+	t.Helper()
+	if ring := c.r.Keys.Get(c.key); ring == nil || ring.ActiveID().String() != newID || ring.Len() != 2 {
+		t.Fatalf("%s: the KeyStore holds %v, want active %s with both versions", what, ring, newID)
+	}
+	if st := c.get().Status; st.ActiveKeyID != newID || len(st.Keys) != 2 {
+		t.Fatalf("%s: status active %s with %d versions, want %s with 2", what, st.ActiveKeyID, len(st.Keys), newID)
+	}
+}
+
+// Chaos seed 2: a rotation's key reached both DCs, CryptoPolicy moved on DC1 only, then DC1
+// stopped. On DC2 CryptoPolicy names the older key; read as is, the ring would go back to it
+// and drop the new version every replica already holds. Writer and reader must keep serving
+// the ring they hold, wait (naming the DCs) and write nothing.
+func TestMultiDCPolicyBehindRecordedActiveKey(t *testing.T) {
+	dom, c, reader, oldID, newID, _ := policyMovedOnDC1Only(t)
 
 	dom.setDown(1, true)
 	before := callsOf(dom)
@@ -504,12 +524,7 @@ func TestMultiDCPolicyBehindRecordedActiveKey(t *testing.T) {
 		x.c.reconcile() // the DC in use fails; the next reconcile uses DC2
 		for range 3 {
 			x.c.reconcile()
-			if ring := x.c.r.Keys.Get(x.c.key); ring == nil || ring.ActiveID().String() != newID || ring.Len() != 2 {
-				t.Fatalf("%s on DC2: the KeyStore holds %v, want active %s with both versions", x.name, ring, newID)
-			}
-			if st := x.c.get().Status; st.ActiveKeyID != newID || len(st.Keys) != 2 {
-				t.Fatalf("%s on DC2: status active %s with %d versions, want %s with 2", x.name, st.ActiveKeyID, len(st.Keys), newID)
-			}
+			expectServingBoth(t, x.c, newID, x.name+" on DC2")
 		}
 		got := x.c.expectCond(dkmv1.ConditionKeyReady, metav1.ConditionFalse, dkmv1.ReasonDCUnavailable)
 		for _, want := range []string{"ldaps://dc2.demo.local", "ldaps://dc1.demo.local", oldID, newID} {
@@ -533,4 +548,29 @@ func TestMultiDCPolicyBehindRecordedActiveKey(t *testing.T) {
 		expectServing(t, x, newID, "after replication")
 	}
 	expectNoWrites(t, "after replication", dom, before)
+}
+
+// The newer CryptoPolicy is gone from every DC (DC1 restored from a backup taken before the
+// move): every DC answers and names the older key. The reader keeps serving and waits; the
+// writer moves CryptoPolicy forward again (both DCs hold the key), never back.
+func TestMultiDCPolicyBehindEverywhere(t *testing.T) {
+	dom, c, reader, oldID, newID, managerDN := policyMovedOnDC1Only(t)
+	if err := dom.dc(1).SetActiveKey(context.Background(), managerDN, newID, oldID, c.owner()); err != nil {
+		t.Fatal(err)
+	}
+
+	before := callsOf(dom)
+	reader.reconcile()
+	expectWaiting(t, reader, dom, before, dkmv1.ConditionKeyReady, dkmv1.ReasonReplicationLag, "reader, policy behind everywhere")
+	expectServingBoth(t, reader, newID, "reader, policy behind everywhere")
+
+	c.mustReconcile()
+	expectServingBoth(t, c, newID, "writer, policy behind everywhere")
+	if p := dom.dc(1).layout(pwPath).Policy[managerDN]; p != newID {
+		t.Fatalf("the writer left CryptoPolicy at %s, want %s", p, newID)
+	}
+	dom.replicate(1, 2)
+	reader.mustReconcile()
+	reader.expectCond(dkmv1.ConditionKeyReady, metav1.ConditionTrue, dkmv1.ReasonReady)
+	expectServingBoth(t, reader, newID, "reader after the writer")
 }

@@ -71,6 +71,9 @@ func (r *DKMContainerReconciler) reconcileKeyRing(ctx context.Context, s *scope)
 	if err := r.checkPolicyTarget(ctx, s, manager); err != nil {
 		return err
 	}
+	if err := r.checkPolicyBehind(ctx, s, manager); err != nil {
+		return err
+	}
 	// Safe-DACL gate (docs/design.md rule 6, controllers/dacl_gate.go): no key write below under an unsafe DACL.
 	if blocked, err := r.gateKeyWrites(ctx, s, protector); blocked {
 		return err
