@@ -25,7 +25,9 @@ import (
 //     answered and none holds what the DC in use lacks (guardWrite): it cannot collide with an
 //     unreplicated write elsewhere;
 //   - a key or container the DC in use lacks is looked for on the other DCs before anything is
-//     concluded (lagSafeLoss): KeyLost only when every DC answered and none holds it.
+//     concluded (lagSafeLoss): KeyLost only when every DC answered and none holds it;
+//   - a CryptoPolicy behind the recorded active key is lag too (checkPolicyBehind): the active
+//     key never goes back and no version a replica holds is dropped.
 // The steady state is unchanged: one search on the DC in use. The other DCs are read only while
 // a key is committed or when something is missing.
 

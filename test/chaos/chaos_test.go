@@ -85,10 +85,10 @@ var regressionSeeds = []uint64{
 	// replica held the first key while only DC1 had it (invariant 1), before durable commit.
 	// Fixed by durable commit (6e4b8a9).
 	1,
-	// OPEN (reported in issue 13's closing note), found with 16 steps (make chaos's default):
-	// a rotation's new key reached DC2, CryptoPolicy
+	// Found with 16 steps (make chaos's default): a rotation's new key reached DC2, CryptoPolicy
 	// moved on DC1 only; with DC1 stopped, reader B read DC2's older CryptoPolicy and its
 	// replica's Secret went back to the old active key and lost the new version (3, 4, 5).
+	// Fixed by checkPolicyBehind (controllers/multidc.go).
 	2,
 }
 
