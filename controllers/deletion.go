@@ -91,8 +91,8 @@ func (r *DKMContainerReconciler) keyStillHeld(ctx context.Context, obj *dkmv1.DK
 	if err != nil {
 		return "", err
 	}
-	if inUse > 0 {
-		return fmt.Sprintf("deletionPolicy Delete: %d replica(s) still hold the key; AD is left untouched until they are gone", inUse), nil
+	if len(inUse) > 0 {
+		return fmt.Sprintf("deletionPolicy Delete: %d replica(s) still hold the key; AD is left untouched until they are gone", len(inUse)), nil
 	}
 	all := &dkmv1.DKMContainerList{}
 	if err := r.List(ctx, all); err != nil {
@@ -117,11 +117,19 @@ func (r *DKMContainerReconciler) blockDeletion(ctx context.Context, obj *dkmv1.D
 	}
 }
 
-// projectedSecrets counts the key Secrets the projector made for obj.
-func (r *DKMContainerReconciler) projectedSecrets(ctx context.Context, obj *dkmv1.DKMContainer) (int, error) {
+// projectedSecrets lists the key Secrets the projector made for obj: labelled for it, and named
+// and owned as the projector names and owns them (isProjectedSecret). Deletion counts them;
+// recovery and restore read keys from them.
+func (r *DKMContainerReconciler) projectedSecrets(ctx context.Context, obj *dkmv1.DKMContainer) ([]*corev1.Secret, error) {
 	list := &corev1.SecretList{}
 	if err := r.List(ctx, list, client.InNamespace(obj.Namespace), client.MatchingLabels{LabelContainer: obj.Name}); err != nil {
-		return 0, fmt.Errorf("listing key Secrets: %w", err)
+		return nil, fmt.Errorf("listing key Secrets: %w", err)
 	}
-	return countProjected(list.Items, obj.Name), nil
+	var out []*corev1.Secret
+	for i := range list.Items {
+		if isProjectedSecret(&list.Items[i], obj.Name) {
+			out = append(out, &list.Items[i])
+		}
+	}
+	return out, nil
 }

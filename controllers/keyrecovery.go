@@ -7,10 +7,8 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	dkmv1 "github.com/dkm-operator/dkm-operator/api/v1alpha1"
@@ -58,9 +56,9 @@ func (r *DKMContainerReconciler) recoverRing(ctx context.Context, obj *dkmv1.DKM
 	if err := statusKeysTrusted(obj); err != nil {
 		return nil, err
 	}
-	secrets := &corev1.SecretList{}
-	if err := r.List(ctx, secrets, client.InNamespace(obj.Namespace), client.MatchingLabels{LabelContainer: obj.Name}); err != nil {
-		return nil, fmt.Errorf("listing the replica Secrets: %w", err)
+	secrets, err := r.projectedSecrets(ctx, obj)
+	if err != nil {
+		return nil, err
 	}
 	recorded := make([]keys.Recorded, 0, len(obj.Status.Keys))
 	for _, k := range obj.Status.Keys {
@@ -71,10 +69,8 @@ func (r *DKMContainerReconciler) recoverRing(ctx context.Context, obj *dkmv1.DKM
 		recorded = append(recorded, rec)
 	}
 	var copies []keys.Version
-	for i := range secrets.Items {
-		if isProjectedSecret(&secrets.Items[i], obj.Name) {
-			copies = append(copies, secretVersions(&secrets.Items[i])...)
-		}
+	for _, s := range secrets {
+		copies = append(copies, secretVersions(s)...)
 	}
 	ring, err := keys.RecoverRing(obj.Status.ActiveKeyID, recorded, copies)
 	if err != nil {

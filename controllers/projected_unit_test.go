@@ -35,11 +35,11 @@ func TestDeletionCountsOnlyProjectedSecrets(t *testing.T) {
 			metav1.OwnerReference{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "vmm-1", UID: "sts"}),
 	).Build()
 	r := &DKMContainerReconciler{Client: c}
-	n, err := r.projectedSecrets(context.Background(), obj)
+	held, err := r.projectedSecrets(context.Background(), obj)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n != 1 {
+	if n := len(held); n != 1 {
 		t.Fatalf("projectedSecrets = %d, want 1 (only the key Secret the projector made)", n)
 	}
 }

@@ -439,17 +439,6 @@ func isProjectedSecret(s *corev1.Secret, container string) bool {
 	return false
 }
 
-// countProjected counts the key Secrets among secrets that the projector made for container.
-func countProjected(secrets []corev1.Secret, container string) int {
-	n := 0
-	for i := range secrets {
-		if isProjectedSecret(&secrets[i], container) {
-			n++
-		}
-	}
-	return n
-}
-
 func secretMatches(cur, want *corev1.Secret) bool {
 	if cur.Labels[LabelContainer] != want.Labels[LabelContainer] || cur.Labels[LabelPod] != want.Labels[LabelPod] {
 		return false

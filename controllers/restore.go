@@ -8,7 +8,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	dkmv1 "github.com/dkm-operator/dkm-operator/api/v1alpha1"
 	"github.com/dkm-operator/dkm-operator/internal/directory"
@@ -54,15 +53,11 @@ func (r *DKMContainerReconciler) findHeldKeys(ctx context.Context, obj *dkmv1.DK
 	if err := statusKeysTrusted(obj); err != nil {
 		return nil, strings.Join(append(misses, "the replica Secrets are not used: "+err.Error()), "; ")
 	}
-	secrets := &corev1.SecretList{}
-	if err := r.List(ctx, secrets, client.InNamespace(obj.Namespace), client.MatchingLabels{LabelContainer: obj.Name}); err != nil {
+	secrets, err := r.projectedSecrets(ctx, obj)
+	if err != nil {
 		return nil, fmt.Sprintf("the replica Secrets could not be listed: %v", err)
 	}
-	for i := range secrets.Items {
-		s := &secrets.Items[i]
-		if !isProjectedSecret(s, obj.Name) {
-			continue
-		}
+	for _, s := range secrets {
 		source := fmt.Sprintf("replica Secret %s/%s", s.Namespace, s.Name)
 		if held, miss := matchHeld(source, secretVersions(s), want); held != nil {
 			return held, ""
