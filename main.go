@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,8 +19,10 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -109,7 +112,9 @@ func run(mo metricsOptions, probeAddr, namespaces string, leaderElect, changeNot
 		// A replica that stops (a rollout, a drain) hands the lease over at once instead of
 		// making the next leader wait out the lease (15 s by default) with no key projected for
 		// new pods. Safe because run returns, and the process exits, as soon as the manager
-		// stopped: nothing acts after the lease is released.
+		// stopped: nothing acts after the lease is released. That needs every runnable to stop
+		// within the graceful shutdown: past it, the manager releases the lease anyway (see
+		// stopPromptly for cert-controller's, which would not).
 		LeaderElectionReleaseOnCancel: true,
 		// Bounded below the Deployment's terminationGracePeriodSeconds (10 s), so the release
 		// happens before the kubelet kills the process; a reconcile blocked on a black-holed DC
@@ -235,7 +240,7 @@ func setupWebhook(mgr ctrl.Manager, wh webhookOptions) (healthz.Checker, error) 
 		return nil, errors.New("--webhook-cert-management=self needs POD_NAMESPACE (set it from the downward API)")
 	}
 	ready := make(chan struct{})
-	if err := rotator.AddRotator(mgr, &rotator.CertRotator{
+	if err := rotator.AddRotator(stopPromptly{mgr}, &rotator.CertRotator{
 		SecretKey:      types.NamespacedName{Namespace: ns, Name: wh.secretName},
 		CertDir:        wh.certDir,
 		CAName:         "dkm-operator-ca",
@@ -249,17 +254,26 @@ func setupWebhook(mgr ctrl.Manager, wh webhookOptions) (healthz.Checker, error) 
 		return nil, fmt.Errorf("setting up webhook certificate rotation: %w", err)
 	}
 	// The webhook server must not be created before the certificate exists (it would fail to
-	// start and stop the manager), so neither can its started check.
+	// start and stop the manager), so neither can its started check. Registering is a runnable
+	// of the non-leader group, not a goroutine of its own: the manager stops that group before
+	// the webhook server, so a certificate that turns ready during a shutdown can no longer add
+	// the server to a manager that stopped its webhooks (controller-runtime panics then).
 	var started atomic.Pointer[healthz.Checker]
-	go func() {
-		<-ready
+	if err := mgr.Add(everyReplica(func(ctx context.Context) error {
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return nil
+		}
 		if err := webhook.SetupWithManager(mgr); err != nil {
-			ctrl.Log.Error(err, "registering the pod injection webhook")
-			os.Exit(1)
+			return fmt.Errorf("registering the pod injection webhook: %w", err)
 		}
 		check := mgr.GetWebhookServer().StartedChecker()
 		started.Store(&check)
-	}()
+		return nil
+	})); err != nil {
+		return nil, err
+	}
 	return func(req *http.Request) error {
 		check := started.Load()
 		if check == nil {
@@ -268,3 +282,53 @@ func setupWebhook(mgr ctrl.Manager, wh webhookOptions) (healthz.Checker, error) 
 		return (*check)(req)
 	}, nil
 }
+
+// stopPromptly is the manager cert-controller's runnables are added through: each of them
+// returns from Start as soon as the manager stops it, whether or not its work has. cert-controller
+// (v0.16.0) retries a conflicting update of its certificate Secret in a backoff that knows no
+// context (10 tries, 5 to 10 s of sleeps plus two RSA key generations a try), in its
+// rotator's Start and in its controller's reconcile, whose end the controller waits for. A stop
+// during that backoff outlasted the 5 s graceful shutdown, and since the manager stops this
+// group before the leader-elected one, the reconcilers were cancelled only when the grace period
+// ran out, just before the Lease was released. What the abandoned work does is harmless: it is
+// not leader-elected (every replica runs it, RequireLeaderElection false), it only writes the
+// certificate Secret and the webhook configuration's CA bundle, and the process exits as soon as
+// the manager returns.
+type stopPromptly struct{ ctrl.Manager }
+
+func (m stopPromptly) Add(r manager.Runnable) error {
+	switch r.(type) {
+	case interface{ GetCache() cache.Cache }, crwebhook.Server, interface{ Warmup(context.Context) error }:
+		// The manager groups these by their type, which a wrapper would hide. cert-controller adds
+		// none of them (its cache and controller are wrapped in types of its own).
+		return m.Manager.Add(r)
+	}
+	return m.Manager.Add(abandonOnStop{r})
+}
+
+// abandonOnStop runs a runnable and returns when it does or when ctx ends, whichever is first.
+type abandonOnStop struct{ manager.Runnable }
+
+func (r abandonOnStop) Start(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() { done <- r.Runnable.Start(ctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return nil
+	}
+}
+
+// NeedLeaderElection keeps the wrapped runnable in its group: a runnable that does not say is
+// leader-elected, as the manager has it.
+func (r abandonOnStop) NeedLeaderElection() bool {
+	le, ok := r.Runnable.(manager.LeaderElectionRunnable)
+	return !ok || le.NeedLeaderElection()
+}
+
+// everyReplica is a runnable that runs on every replica, leader or not.
+type everyReplica func(ctx context.Context) error
+
+func (f everyReplica) Start(ctx context.Context) error { return f(ctx) }
+func (everyReplica) NeedLeaderElection() bool          { return false }
