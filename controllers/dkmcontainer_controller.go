@@ -188,6 +188,7 @@ func (r *DKMContainerReconciler) runPhases(ctx context.Context, s *scope) (ctrl.
 		return ctrl.Result{}, err
 	}
 	r.reconcileReplicasCondition(s)
+	s.changesCarriedOut()
 	s.finish()
 	return ctrl.Result{RequeueAfter: jitter(r.resync())}, nil
 }

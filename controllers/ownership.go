@@ -20,57 +20,95 @@ func (r *DKMContainerReconciler) owner(obj *dkmv1.DKMContainer) directory.Owner 
 	return directory.Owner{Cluster: r.ClusterID, Namespace: obj.Namespace, Name: obj.Name, UID: string(obj.UID)}
 }
 
-// decideRole reads the container's record and sets s.role. A container without a record is
-// claimed only when that is explicit (provisioning Adopt, or the claim annotation naming its
-// objectGUID) and only when it is shaped like a DKM container: class container, holding nothing
-// but DC Manager objects. That refuses a typo'd path such as CN=System before any write.
+// decideRole reads the container's record and sets s.role, writing the record first when
+// roleDecision says so (a claim, or a move to this DKMContainer).
 func (r *DKMContainerReconciler) decideRole(ctx context.Context, s *scope) error {
-	const cond = dkmv1.ConditionContainerReady
+	d := r.roleDecision(s)
+	switch {
+	case d.refuse != "":
+		return r.refuseContainer(s, d.refuse, d.msg)
+	case d.change != nil:
+		return r.writeOwner(ctx, s, *d.change)
+	case d.msg != "":
+		r.warn(s.obj, "OwnershipNotTaken", "TakeOwnership", d.msg)
+	}
+	s.setRole(d.role, d.owner)
+	return nil
+}
+
+// roleDecision is what the container's ownership record makes of this DKMContainer, before any
+// write. A container without a record is claimed only when that is explicit (provisioning
+// Adopt, or the claim annotation naming its objectGUID) and only when it is shaped like a DKM
+// container: class container, holding nothing but DC Manager objects. That refuses a typo'd
+// path such as CN=System before any write.
+type roleDecision struct {
+	role  dkmv1.Role
+	owner directory.Owner
+	// change is the record to write first; the role is then Writer.
+	change *ownerChange
+	// refuse is the ContainerReady reason when nothing may be done, msg says why (or, with a
+	// role, why a take-ownership annotation was ignored).
+	refuse, msg string
+}
+
+// ownerChange writes the container's ownership record: a claim (from "") or a move from the
+// recorded owner (compare-and-swap on the record read).
+type ownerChange struct {
+	from string
+	to   directory.Owner
+	// reason is the event reason of a move and why its explanation; empty for a claim.
+	reason, why string
+}
+
+func (r *DKMContainerReconciler) roleDecision(s *scope) roleDecision {
 	c := s.obs.Container
 	me := r.owner(s.obj)
 	switch {
 	case c.OwnedBy(me):
-		s.setRole(dkmv1.RoleWriter, me)
-		return nil
+		return roleDecision{role: dkmv1.RoleWriter, owner: me}
 	case c.Owner != nil && sameResource(*c.Owner, me):
 		// This cluster, this namespace and name, another UID: the recorded resource was deleted
 		// and re-applied (names are unique in a namespace, so the old one is gone). It keeps
 		// ownership, moved by compare-and-swap.
-		return r.moveOwnership(ctx, s, "OwnershipRenewed", "re-applied DKMContainer")
+		return roleDecision{change: r.moveTo(s, "OwnershipRenewed", "re-applied DKMContainer")}
 	case c.Owner != nil:
-		if want := strings.TrimSpace(s.obj.Annotations[dkmv1.AnnotationTakeOwnership]); want != "" {
-			return r.takeOwnership(ctx, s, want)
+		want := strings.TrimSpace(s.obj.Annotations[dkmv1.AnnotationTakeOwnership])
+		switch {
+		case want == "":
+			return roleDecision{role: dkmv1.RoleReader, owner: *c.Owner}
+		case strings.EqualFold(want, c.Owner.UID):
+			// The annotation names the current owner: for when that owner, or its cluster, is gone.
+			return roleDecision{change: r.moveTo(s, "OwnershipTaken", "annotation "+dkmv1.AnnotationTakeOwnership)}
 		}
-		s.setRole(dkmv1.RoleReader, *c.Owner)
-		return nil
+		return roleDecision{role: dkmv1.RoleReader, owner: *c.Owner, msg: fmt.Sprintf(
+			"%s=%s does not name the current owner of %s, which is %s: nothing was changed",
+			dkmv1.AnnotationTakeOwnership, want, c.DN, c.Owner.Short())}
 	case c.OwnerRecord != "":
 		// adminDescription holds something that is not our record: a person's note, or a
 		// damaged record. Neither is ours to overwrite.
-		return r.refuseContainer(s, dkmv1.ReasonContainerNotOwned, fmt.Sprintf(
+		return roleDecision{refuse: dkmv1.ReasonContainerNotOwned, msg: fmt.Sprintf(
 			"container %s carries %s %q, which is not a dkm-operator ownership record: the operator will not change it",
-			c.DN, directory.OwnerAttribute, c.OwnerRecord))
+			c.DN, directory.OwnerAttribute, c.OwnerRecord)}
 	}
 	if class := c.Class(); !strings.EqualFold(class, "container") {
-		return r.refuseContainer(s, dkmv1.ReasonNotDKMContainer, fmt.Sprintf(
-			"%s is a %s, not a container: check spec.path", c.DN, class))
+		return roleDecision{refuse: dkmv1.ReasonNotDKMContainer, msg: fmt.Sprintf("%s is a %s, not a container: check spec.path", c.DN, class)}
 	}
 	if n := len(s.obs.Foreign); n > 0 {
-		return r.refuseContainer(s, dkmv1.ReasonNotDKMContainer, fmt.Sprintf(
+		return roleDecision{refuse: dkmv1.ReasonNotDKMContainer, msg: fmt.Sprintf(
 			"%s holds %d object(s) that are not DKM objects (first: %s): a DKM container holds only DC Manager objects; "+
-				"check spec.path", c.DN, n, s.obs.Foreign[0]))
+				"check spec.path", c.DN, n, s.obs.Foreign[0])}
 	}
 	if r.mayClaim(s) {
-		return r.claim(ctx, s, me)
+		return roleDecision{change: &ownerChange{to: r.claimRecord(s)}}
 	}
 	if len(s.obs.Managers) > 0 {
 		// Made by VMM, AD FS or a person: read its key, change nothing.
-		s.setRole(dkmv1.RoleReader, directory.Owner{})
-		return nil
+		return roleDecision{role: dkmv1.RoleReader}
 	}
-	return r.refuseContainer(s, dkmv1.ReasonContainerNotOwned, fmt.Sprintf(
+	return roleDecision{refuse: dkmv1.ReasonContainerNotOwned, msg: fmt.Sprintf(
 		"container %s already exists and was not created by dkm-operator (it has no ownership record): "+
 			"to let this DKMContainer manage it, set spec.provisioning: Adopt, or annotate it %s=%s",
-		c.DN, dkmv1.AnnotationClaim, c.GUID))
+		c.DN, dkmv1.AnnotationClaim, c.GUID)}
 }
 
 // mayClaim: Adopt is the administrator's statement that the container at spec.path is for this
@@ -86,55 +124,47 @@ func (r *DKMContainerReconciler) mayClaim(s *scope) bool {
 	return ref != nil && ref.CreatedByOperator && strings.EqualFold(ref.GUID, guid)
 }
 
-// claim writes this owner's record onto a container that has none (compare-and-swap: another
-// writer's claim in between makes it fail, and the next reconcile reads who won).
-func (r *DKMContainerReconciler) claim(ctx context.Context, s *scope, me directory.Owner) error {
-	c := s.obs.Container
-	record := me.AsClaim()
-	if ref := s.original.Status.Container; ref != nil && ref.CreatedByOperator && strings.EqualFold(ref.GUID, c.GUID.String()) {
-		record = me
+// claimRecord is the record a claim writes: a claim, or this owner's own record for a container
+// status records as created by the operator.
+func (r *DKMContainerReconciler) claimRecord(s *scope) directory.Owner {
+	me := r.owner(s.obj)
+	if ref := s.original.Status.Container; ref != nil && ref.CreatedByOperator && strings.EqualFold(ref.GUID, s.obs.Container.GUID.String()) {
+		return me
 	}
-	if err := s.dir.SetOwner(ctx, c.DN, "", record); err != nil {
+	return me.AsClaim()
+}
+
+// moveTo moves the record from the current owner to this DKMContainer. Only the container's
+// record moves: the objects the previous owner created keep theirs, so Delete leaves them (they
+// may hold keys the data still needs).
+func (r *DKMContainerReconciler) moveTo(s *scope, reason, why string) *ownerChange {
+	c := s.obs.Container
+	next := r.owner(s.obj)
+	next.Claimed = c.Owner.Claimed // an adopted container stays adopted: Delete never removes it
+	return &ownerChange{from: c.OwnerRecord, to: next, reason: reason, why: why}
+}
+
+// writeOwner writes the record (compare-and-swap: another writer's claim in between makes it
+// fail, and the next reconcile reads who won) and makes this DKMContainer the writer.
+func (r *DKMContainerReconciler) writeOwner(ctx context.Context, s *scope, ch ownerChange) error {
+	c := s.obs.Container
+	if err := s.dir.SetOwner(ctx, c.DN, ch.from, ch.to); err != nil {
+		if ch.reason != "" {
+			return r.failPhase(s, dkmv1.ConditionContainerReady, ch.reason, err)
+		}
 		if directory.KindOf(err) == directory.KindInsufficientAccess {
 			return r.rightsFailure(ctx, s, dkmv1.ConditionContainerReady, c.DN, "record ownership of "+c.DN, false, err)
 		}
 		return r.failPhase(s, dkmv1.ConditionContainerReady, "ClaimContainer", err)
 	}
-	s.obs.Container.Owner, s.obs.Container.OwnerRecord = &record, record.String()
-	s.setRole(dkmv1.RoleWriter, me)
-	r.normal(s.obj, "ContainerClaimed", "ClaimContainer", fmt.Sprintf("recorded this DKMContainer as the owner of %s (%s)", c.DN, c.GUID))
-	return nil
-}
-
-// takeOwnership moves the record from the current owner to this DKMContainer, when the
-// annotation names the current owner's UID (for when that owner, or its cluster, is gone).
-func (r *DKMContainerReconciler) takeOwnership(ctx context.Context, s *scope, want string) error {
-	c := s.obs.Container
-	current := *c.Owner
-	if !strings.EqualFold(want, current.UID) {
-		s.setRole(dkmv1.RoleReader, current)
-		msg := fmt.Sprintf("%s=%s does not name the current owner of %s, which is %s: nothing was changed",
-			dkmv1.AnnotationTakeOwnership, want, c.DN, current.Short())
-		r.warn(s.obj, "OwnershipNotTaken", "TakeOwnership", msg)
+	previous := c.Owner
+	s.obs.Container.Owner, s.obs.Container.OwnerRecord = &ch.to, ch.to.String()
+	s.setRole(dkmv1.RoleWriter, ch.to)
+	if ch.reason == "" {
+		r.normal(s.obj, "ContainerClaimed", "ClaimContainer", fmt.Sprintf("recorded this DKMContainer as the owner of %s (%s)", c.DN, c.GUID))
 		return nil
 	}
-	return r.moveOwnership(ctx, s, "OwnershipTaken", "annotation "+dkmv1.AnnotationTakeOwnership)
-}
-
-// moveOwnership replaces the container's record with this DKMContainer's (compare-and-swap on
-// the record read). Only the container's record moves: the objects the previous owner created
-// keep theirs, so Delete leaves them (they may hold keys the data still needs).
-func (r *DKMContainerReconciler) moveOwnership(ctx context.Context, s *scope, reason, why string) error {
-	c := s.obs.Container
-	current := *c.Owner
-	next := r.owner(s.obj)
-	next.Claimed = current.Claimed // an adopted container stays adopted: Delete never removes it
-	if err := s.dir.SetOwner(ctx, c.DN, c.OwnerRecord, next); err != nil {
-		return r.failPhase(s, dkmv1.ConditionContainerReady, reason, err)
-	}
-	s.obs.Container.Owner, s.obs.Container.OwnerRecord = &next, next.String()
-	s.setRole(dkmv1.RoleWriter, next)
-	r.warn(s.obj, reason, "TakeOwnership", fmt.Sprintf("took ownership of %s from %s (%s)", c.DN, current.Short(), why))
+	r.warn(s.obj, ch.reason, "TakeOwnership", fmt.Sprintf("took ownership of %s from %s (%s)", c.DN, previous.Short(), ch.why))
 	return nil
 }
 
@@ -169,13 +199,16 @@ func (s *scope) writer() bool { return s.role == dkmv1.RoleWriter }
 
 // repairsDACL: only the writer, and only under Enforce, writes the container's DACL.
 func (s *scope) repairsDACL() bool {
-	return s.writer() && s.obj.Spec.AccessPolicy != dkmv1.AccessAudit
+	return s.writer() && s.obj.Spec.AccessPolicy != dkmv1.AccessAudit && !s.changesHeld
 }
 
 // whyNoRepair names the reason a drift is reported but not repaired.
 func (s *scope) whyNoRepair() string {
-	if !s.writer() {
+	switch {
+	case !s.writer():
 		return "reader"
+	case s.obj.Spec.AccessPolicy == dkmv1.AccessAudit:
+		return "Audit"
 	}
-	return "Audit"
+	return heldMessage(s, "the repair")
 }

@@ -205,6 +205,13 @@ func secretError(err error, reason, what, namespace, name string) error {
 // (terminal: credentials, rights, configuration). A transient directory error in any phase also
 // marks DirectoryReachable False, since that is what it means.
 func (r *DKMContainerReconciler) failPhase(s *scope, cond, action string, err error) error {
+	var held *heldError
+	if errors.As(err, &held) {
+		// Under changeApproval Manual: reported on the phase's condition, announced once as an
+		// event by gateChanges, looked at again after Retry or when the annotation changes.
+		markFalse(s.obj, cond, dkmv1.ReasonChangesPendingApproval, heldMessage(s, held.op+" on "+held.dn))
+		return stop(dkmv1.ReasonChangesPendingApproval)
+	}
 	var ce *configError
 	if errors.As(err, &ce) {
 		markFalse(s.obj, cond, ce.reason, ce.msg)

@@ -29,6 +29,9 @@ func (r *DKMContainerReconciler) reconcileContainer(ctx context.Context, s *scop
 		return r.failPhase(s, cond, "Observe", err)
 	}
 	s.obs = obs
+	if err := r.gateChanges(ctx, s); err != nil {
+		return r.failPhase(s, cond, "PlanChanges", err)
+	}
 
 	switch {
 	case !obs.Exists && s.obj.Spec.Provisioning == dkmv1.ProvisioningAdopt:

@@ -406,6 +406,11 @@ func (r *DKMContainerReconciler) openRing(s *scope, manager *directory.Manager, 
 func (r *DKMContainerReconciler) maintainRing(ctx context.Context, s *scope, manager *directory.Manager,
 	ring *keys.Ring, p keys.Protector) (*keys.Ring, error) {
 	const cond = dkmv1.ConditionKeyReady
+	if s.changesHeld {
+		// A re-wrap or rotation waits for approval (status.changes.pending); the ring in use
+		// is served meanwhile.
+		return ring, nil
+	}
 	if ring.NeedsRewrap() {
 		rewrapped, blobs, err := ring.Rewrap(p)
 		if err != nil {

@@ -41,6 +41,9 @@ type scope struct {
 	// rightsChecked records that effective rights were read in this reconcile (Adopt).
 	rightsChecked bool
 	rights        directory.Rights
+	// changesHeld: spec.changeApproval is Manual and the plan is not approved (approval.go):
+	// writes are refused, and the phases report and serve what exists instead.
+	changesHeld bool
 
 	// key
 	// restore is the verified copy of lost keys to write back (restore.go), set when the

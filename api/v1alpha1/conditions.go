@@ -103,6 +103,11 @@ const (
 	// resolution renamed (CNF in the name): they are reported, never used and never deleted.
 	ReasonReplicationConflict = "ReplicationConflict"
 
+	// ReasonChangesPendingApproval: spec.changeApproval is Manual and the changes this phase
+	// needs wait for a person to approve them (status.changes.pending has the plan and its
+	// hash). Existing keys are still read and served.
+	ReasonChangesPendingApproval = "ChangesPendingApproval"
+
 	// ReplicasProjected reasons.
 	ReasonKeysNotLoaded    = "KeysNotLoaded"
 	ReasonNoReplicas       = "NoReplicasConfigured"
@@ -135,4 +140,8 @@ const (
 	// owner (status.owner shows it), moves ownership to this DKMContainer: for when the owner,
 	// or its whole cluster, is gone. The move is a compare-and-swap on the record in AD.
 	AnnotationTakeOwnership = "dkm.io/take-ownership"
+
+	// AnnotationApproveChanges, set to the hash of the plan status.changes.pending shows,
+	// approves exactly those AD changes (spec.changeApproval Manual).
+	AnnotationApproveChanges = "dkm.io/approve-changes"
 )

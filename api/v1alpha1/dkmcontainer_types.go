@@ -236,6 +236,52 @@ type DKMContainerSpec struct {
 	// +kubebuilder:default=Retain
 	// +optional
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+
+	// ChangeApproval is Automatic (the operator writes AD as soon as it finds a change to make)
+	// or Manual (it writes nothing to AD until a person approves the exact changes: it puts
+	// them, with their hash, in status.changes.pending, and makes them once the DKMContainer
+	// is annotated dkm.io/approve-changes=<hash>; a different plan needs a new approval).
+	// Reading AD and serving existing keys to replicas never wait. `dkmctl plan` prints the
+	// same plan.
+	// +kubebuilder:default=Automatic
+	// +optional
+	ChangeApproval ChangeApproval `json:"changeApproval,omitempty"`
+}
+
+// ChangeApproval says whether AD changes wait for a person.
+// +kubebuilder:validation:Enum=Automatic;Manual
+type ChangeApproval string
+
+const (
+	// ChangeApprovalAutomatic: the operator makes the changes it plans at once.
+	ChangeApprovalAutomatic ChangeApproval = "Automatic"
+	// ChangeApprovalManual: the operator makes a plan's changes only once annotated with its hash.
+	ChangeApprovalManual ChangeApproval = "Manual"
+)
+
+// PlannedChanges is a plan of AD changes (changeApproval Manual).
+type PlannedChanges struct {
+	// Hash identifies the plan and the AD state it was made from; approving means annotating
+	// the DKMContainer dkm.io/approve-changes=<hash>.
+	Hash string `json:"hash"`
+	// Summary says in one line what the plan does.
+	Summary string `json:"summary"`
+	// Changes lists each AD write: the operation, the object's class and DN, and what it sets
+	// (DACLs in SDDL). Names not known before the write (a new key's ID) are shown as <new ...>.
+	// +optional
+	Changes []string `json:"changes,omitempty"`
+}
+
+// ChangesStatus is what changeApproval Manual waits for, and what it was last allowed to do.
+type ChangesStatus struct {
+	// Pending is the plan waiting for approval; absent when there is nothing to change or the
+	// plan is approved.
+	// +optional
+	Pending *PlannedChanges `json:"pending,omitempty"`
+	// Approved is the last plan approved, kept while its changes are carried out (a key
+	// waiting to replicate finishes under the same approval).
+	// +optional
+	Approved *PlannedChanges `json:"approved,omitempty"`
 }
 
 // ObjectReference identifies an AD object.
@@ -331,6 +377,10 @@ type DKMContainerStatus struct {
 	// "<namespace>/<name> in cluster <kube-system UID> (uid <UID>)".
 	// +optional
 	Owner string `json:"owner,omitempty"`
+
+	// Changes is the plan of AD changes that waits for approval (spec.changeApproval Manual).
+	// +optional
+	Changes *ChangesStatus `json:"changes,omitempty"`
 }
 
 // DKMContainer is an Active Directory Distributed Key Management container: its DACL, the

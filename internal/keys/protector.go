@@ -103,6 +103,18 @@ func (w *Wrapped) String() string {
 // KEKs returns the ring the protector uses.
 func (w *Wrapped) KEKs() *KEKRing { return w.keks }
 
+// SealedUnderRetired reports, from its header alone (nothing is unwrapped), whether blob is
+// wrapped under one of the ring's retired KEKs, so that a re-wrap can be planned before it is
+// made. A blob whose framing does not parse is not: opening it reports the damage.
+func (w *Wrapped) SealedUnderRetired(blob []byte) bool {
+	env, err := parseEnvelope(blob)
+	if err != nil || w.keks == nil || w.keks.active == nil || env.kek == w.keks.active.fingerprint {
+		return false
+	}
+	_, known := w.keks.Lookup(env.kek)
+	return known
+}
+
 // Seal wraps m under the active KEK, bound to b.
 func (w *Wrapped) Seal(m Material, b Binding) ([]byte, error) {
 	if err := b.validate(); err != nil {
