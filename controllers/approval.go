@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	dkmv1 "github.com/dkm-operator/dkm-operator/api/v1alpha1"
@@ -73,27 +74,32 @@ func (s *scope) changesCarriedOut() {
 	}
 }
 
-// continues: every change of plan is one the approved plan listed (what is left of it after a
-// reconcile that waited, for replication say, before its last writes).
+// continues: every change of plan is an operation the approved plan listed on the same object
+// (what is left of it after a reconcile that waited, for replication say, before its last
+// writes: the DC Manager then has its name, where the approved plan had a placeholder).
 func continues(plan Plan, approved *dkmv1.PlannedChanges) bool {
 	if approved == nil {
 		return false
 	}
-	for _, line := range plan.Lines() {
-		if !containsLine(approved.Changes, line) {
+	for _, c := range plan.Changes {
+		if !slices.ContainsFunc(approved.Changes, func(line string) bool {
+			op, dn, ok := parseChange(line)
+			return ok && op == c.Op && dnMatches(dn, c.DN)
+		}) {
 			return false
 		}
 	}
 	return true
 }
 
-func containsLine(lines []string, l string) bool {
-	for _, x := range lines {
-		if x == l {
-			return true
-		}
+// parseChange reads the operation and DN back from a Change's line.
+func parseChange(line string) (op, dn string, ok bool) {
+	f := strings.SplitN(line, " ", 3)
+	if len(f) < 3 {
+		return "", "", false
 	}
-	return false
+	dn, _, ok = strings.Cut(f[2], "; ")
+	return f[0], dn, ok
 }
 
 // heldMessage tells a person what waits and how to approve it.

@@ -239,3 +239,90 @@ func TestDNMatches(t *testing.T) {
 		}
 	}
 }
+
+// A first key that waited for replication is activated under the approval of the plan that
+// created it: the DC Manager's name, a placeholder in the approved plan, is known by then.
+func TestContinuesApprovedPlan(t *testing.T) {
+	mgr := "CN=DC Manager <new DC Manager GUID>," + pwPath
+	approved := Plan{Changes: []Change{
+		{Op: OpCreateContainer, Class: "container", DN: pwPath, Why: "create the DKM container"},
+		{Op: OpCreateManager, Class: "container", DN: mgr, Why: "create the first key"},
+		newKey(mgr, newKeyID, "create the first key"),
+		activate("CN=CryptoPolicy,"+mgr, newKeyID, "create the first key"),
+	}}.Status()
+	named := "CN=DC Manager 2f1c2c4e-0000-4000-8000-000000000001," + pwPath
+	rest := Plan{Changes: []Change{activate("CN=CryptoPolicy,"+named, "0b6d", "make the newest key active (no CryptoPolicy)")}}
+	if !continues(rest, approved) {
+		t.Fatal("the activation left over from an approved first key needs a new approval")
+	}
+	for _, other := range []Change{
+		{Op: OpReplaceDACL, Class: "container", DN: pwPath, Why: "repair"},
+		activate("CN=CryptoPolicy,CN=DC Manager x,CN=Elsewhere,CN=System,DC=demo,DC=local", "0b6d", "x"),
+	} {
+		if continues(Plan{Changes: []Change{other}}, approved) {
+			t.Fatalf("%s passes as a continuation of the approved plan", other)
+		}
+	}
+	if continues(rest, nil) {
+		t.Fatal("a continuation without an approved plan")
+	}
+	for _, line := range approved.Changes {
+		if op, dn, ok := parseChange(line); !ok || op == "" || !strings.HasSuffix(dn, pwPath) {
+			t.Fatalf("parseChange(%q) = %q, %q, %v", line, op, dn, ok)
+		}
+	}
+}
+
+// The restore annotation under Manual: the plan lists the lost versions by ID (and whatever
+// else went), nothing is written until it is approved, and then exactly what the restore needs.
+func TestManualApprovalRestore(t *testing.T) {
+	removals := []struct {
+		name   string
+		remove func(l adLayout, manager string) string
+		ops    []string
+		writes map[string]int
+	}{
+		{"container", func(adLayout, string) string { return pwPath },
+			[]string{OpCreateContainer, OpCreateManager, OpAddKey, OpSetActiveKey},
+			map[string]int{"CreateContainer": 1, "CreateManager": 1, "AddKey": 1, "SetActiveKey": 1}},
+		{"DC Manager", func(_ adLayout, m string) string { return m },
+			[]string{OpCreateManager, OpAddKey, OpSetActiveKey}, map[string]int{"CreateManager": 1, "AddKey": 1, "SetActiveKey": 1}},
+		{"key contact", func(l adLayout, m string) string { return directory.ChildDN(m, l.Keys[m][0]) },
+			[]string{OpAddKey}, map[string]int{"AddKey": 1}},
+	}
+	for _, rm := range removals {
+		t.Run(rm.name, func(t *testing.T) {
+			clock := newPWClock()
+			dir := newFakeAD(clock.now)
+			c := newPWCluster(t, dir, clock, pwOptions{managedFields: []metav1.ManagedFieldsEntry{reconcilerStatusEntry()}})
+			c.mustReconcile()
+			id := expectOneKey(t, c)
+			fp := c.get().Status.ActiveKeyFingerprint
+			obj := c.get()
+			obj.Spec.ChangeApproval = dkmv1.ChangeApprovalManual
+			if err := c.r.Update(context.Background(), obj); err != nil {
+				t.Fatal(err)
+			}
+			l := dir.layout(pwPath)
+			dir.remove(t, rm.remove(l, l.Managers[0]))
+			base := dir.writeCalls()
+
+			c.annotate(dkmv1.AnnotationRestoreLostKey, id)
+			_, _ = c.reconcile()
+			plan := c.pending()
+			expectOps(t, plan, rm.ops...)
+			if !strings.Contains(strings.Join(plan.Changes, "\n"), "CN="+id+",") {
+				t.Fatalf("the plan does not name the lost key %s:\n%s", id, strings.Join(plan.Changes, "\n"))
+			}
+			expectWritesSince(t, "before approval", dir, base, nil)
+
+			c.annotate(dkmv1.AnnotationApproveChanges, plan.Hash)
+			_, _ = c.reconcile()
+			c.expectCond(dkmv1.ConditionReady, metav1.ConditionTrue, dkmv1.ReasonReady)
+			expectWritesSince(t, "approved restore", dir, base, rm.writes)
+			if got := c.get().Status; got.ActiveKeyID != id || got.ActiveKeyFingerprint != fp {
+				t.Fatalf("restored %s %s, want %s %s", got.ActiveKeyID, got.ActiveKeyFingerprint, id, fp)
+			}
+		})
+	}
+}

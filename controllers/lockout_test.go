@@ -195,3 +195,15 @@ var _ = Describe("Binding without locking the account out", func() {
 		GinkgoWriter.Printf("Ready %s after the unlock, with no change to the Secret\n", time.Since(unlocked).Round(time.Millisecond))
 	})
 })
+
+// writes is how many LDAP writes (add, modify, delete) the reconciler sent as user.
+func (b *bindCounter) writes(user string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, c := range b.clients[user] {
+		ops := c.Ops()
+		n += ops["add"] + ops["modify"] + ops["delete"]
+	}
+	return n
+}

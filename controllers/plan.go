@@ -42,12 +42,20 @@ type Change struct {
 	Sets []string
 	// Why says what the change is for.
 	Why string
+	// Found is what AD holds now that the change replaces (a DACL's drift), if anything.
+	Found string
 }
 
+// String is "<op> <class> <DN>; <why>[: <sets>]". A DN holds no unescaped "; " (spec.path's
+// schema refuses it, and the names the operator adds hold none), so the line parses back
+// (parseChange).
 func (c Change) String() string {
-	s := fmt.Sprintf("%s %s %s (%s)", c.Op, c.Class, c.DN, c.Why)
+	s := fmt.Sprintf("%s %s %s; %s", c.Op, c.Class, c.DN, c.Why)
 	if len(c.Sets) > 0 {
 		s += ": " + strings.Join(c.Sets, "; ")
+	}
+	if c.Found != "" {
+		s += " (found: " + c.Found + ")"
 	}
 	return s
 }
@@ -60,6 +68,8 @@ type Plan struct {
 	state string
 	// accounts names the SIDs the plan's SDDL grants, for people.
 	accounts []string
+	// notes say why the operator would stop short of writing (a reader, a key loss).
+	notes []string
 }
 
 // Empty: nothing to write.
@@ -98,6 +108,11 @@ func (p Plan) Summary() string {
 	return fmt.Sprintf("%d change(s): %s", len(p.Changes), strings.Join(whys, "; "))
 }
 
+// Notes say why the plan stops where it does, when it does not reach a steady state.
+func (p Plan) Notes() []string { return p.notes }
+
+func (p *Plan) note(format string, args ...any) { p.notes = append(p.notes, fmt.Sprintf(format, args...)) }
+
 // Accounts names the SIDs the plan's DACLs grant ("S-1-5-21-...-1105 = DKM\svc-vmm").
 func (p Plan) Accounts() []string { return p.accounts }
 
@@ -126,12 +141,23 @@ func (r *DKMContainerReconciler) planChanges(s *scope, p keys.Protector) (Plan, 
 	named := secdesc.FormatDACL(desired, s.aliases)
 	path := s.obj.Spec.Path
 	if !s.obs.Exists {
-		if s.obj.Spec.Provisioning == dkmv1.ProvisioningAdopt || len(knownKeyIDs(s.obj)) > 0 {
-			return plan, nil // ContainerMissing or KeyLost: nothing is written
+		if s.obj.Spec.Provisioning == dkmv1.ProvisioningAdopt {
+			plan.note("%s does not exist and is not created: provisioning Adopt (a domain admin creates it)", path)
+			return plan, nil
+		}
+		lost := knownKeyIDs(s.obj)
+		if len(lost) > 0 && !slices.Contains(lost, restoreAck(s.obj)) {
+			plan.note("%s held keys status recorded and is gone (KeyLost): nothing is created until they are restored", path)
+			return plan, nil
 		}
 		plan.add(Change{Op: OpCreateContainer, Class: "container", DN: path, Why: "create the DKM container",
 			Sets: []string{"nTSecurityDescriptor: " + named, directory.OwnerAttribute + ": " + r.owner(s.obj).String()}})
-		r.planFirstKey(&plan, s, placeholderDN(path, directory.ManagerPrefix+newManager), nil)
+		managerDN := placeholderDN(path, directory.ManagerPrefix+newManager)
+		if len(lost) > 0 {
+			r.planRestore(&plan, s, managerDN, nil, lost)
+		} else {
+			r.planFirstKey(&plan, s, managerDN, nil)
+		}
 		return plan, nil
 	}
 	d := r.roleDecision(s)
@@ -139,13 +165,17 @@ func (r *DKMContainerReconciler) planChanges(s *scope, p keys.Protector) (Plan, 
 	case d.change != nil:
 		plan.add(Change{Op: OpSetOwner, Class: s.obs.Container.Class(), DN: s.obs.Container.DN,
 			Why: "record this DKMContainer as the container's owner", Sets: []string{directory.OwnerAttribute + ": " + d.change.to.String()}})
+	case d.refuse != "":
+		plan.note("nothing is written: %s", d.msg)
+		return plan, nil
 	case d.role != dkmv1.RoleWriter:
-		return plan, nil // a reader, or refused: never writes
+		plan.note("this DKMContainer is a reader of %s (owner: %s): it never writes AD", s.obs.Container.DN, ownerText(d.owner))
+		return plan, nil
 	}
 	if s.obj.Spec.AccessPolicy != dkmv1.AccessAudit && s.obs.Container.SD != nil {
 		if diff := secdesc.DiffDACL(s.obs.Container.SD, desired, s.aliases); !diff.Empty() {
 			plan.add(Change{Op: OpReplaceDACL, Class: s.obs.Container.Class(), DN: s.obs.Container.DN,
-				Why: "repair the DACL to the DKM template (" + diff.String() + ")", Sets: []string{"nTSecurityDescriptor: " + named}})
+				Why: "repair the DACL to the DKM template", Sets: []string{"nTSecurityDescriptor: " + named}, Found: diff.String()})
 		}
 	}
 	r.planKeys(&plan, s, p)
@@ -155,7 +185,8 @@ func (r *DKMContainerReconciler) planChanges(s *scope, p keys.Protector) (Plan, 
 // planKeys predicts reconcileKeyRing's writes.
 func (r *DKMContainerReconciler) planKeys(plan *Plan, s *scope, p keys.Protector) {
 	if len(s.obs.Managers) > 1 {
-		return // MultipleKeyObjects: nothing is written
+		plan.note("%s holds %d DC Manager objects: no key is written until all but one are moved out", s.obs.Container.DN, len(s.obs.Managers))
+		return
 	}
 	var m *directory.Manager
 	if len(s.obs.Managers) == 1 {
@@ -164,13 +195,28 @@ func (r *DKMContainerReconciler) planKeys(plan *Plan, s *scope, p keys.Protector
 	present := func(id string) bool {
 		return m != nil && slices.ContainsFunc(m.Keys, func(k directory.KeyObject) bool { return strings.EqualFold(k.ID, id) })
 	}
+	var lost []string
 	for _, id := range knownKeyIDs(s.obj) {
 		if !present(id) {
-			return // KeyLost: a person restores or acknowledges first
+			lost = append(lost, id)
 		}
 	}
+	if len(lost) > 0 {
+		if !slices.Contains(lost, restoreAck(s.obj)) {
+			plan.note("key(s) %s, which status recorded, are not in AD (KeyLost): nothing is written until they are "+
+				"restored or their loss acknowledged", strings.Join(lost, ", "))
+			return
+		}
+		managerDN := placeholderDN(s.obs.Container.DN, directory.ManagerPrefix+newManager)
+		if m != nil {
+			managerDN = m.DN
+		}
+		r.planRestore(plan, s, managerDN, m, lost)
+		return
+	}
 	if m != nil && m.Policy != nil && m.Policy.ActiveKeyID != "" && !present(m.Policy.ActiveKeyID) {
-		return // KeyLost
+		plan.note("CryptoPolicy names key %s, which is not readable (KeyLost): nothing is written", m.Policy.ActiveKeyID)
+		return
 	}
 	if m == nil || len(m.Keys) == 0 {
 		container, err := keys.ObjectGUIDFromBytes(s.obs.Container.GUID.Bytes())
@@ -225,6 +271,26 @@ func (r *DKMContainerReconciler) planFirstKey(plan *Plan, s *scope, managerDN st
 	plan.add(activate(directory.ChildDN(managerDN, directory.PolicyName), firstID, why))
 }
 
+// planRestore predicts restoreLostKeys (the restore annotation names a lost key): each lost
+// version written back with its ID, and CryptoPolicy when there is none. Whether a verified
+// copy exists is decided when the reconcile reads the replica Secrets; without one, nothing is
+// written and KeyLost says so.
+func (r *DKMContainerReconciler) planRestore(plan *Plan, s *scope, managerDN string, m *directory.Manager, lost []string) {
+	const why = "write lost keys back from the copy a replica Secret or the operator holds"
+	if m == nil {
+		plan.add(Change{Op: OpCreateManager, Class: "container", DN: managerDN, Why: why,
+			Sets: []string{"nTSecurityDescriptor: inherited ACEs only", directory.OwnerAttribute + ": " + r.owner(s.obj).String()}})
+	}
+	for _, id := range lost {
+		c := newKey(managerDN, id, why)
+		c.Sets[1] = "thumbnailPhoto: the lost key, as status's fingerprint recorded it (sealed for this container)"
+		plan.add(c)
+	}
+	if m == nil || m.Policy == nil || m.Policy.ActiveKeyID == "" {
+		plan.add(activate(placeholderDN(managerDN, directory.PolicyName), strings.ToLower(s.obj.Status.ActiveKeyID), why))
+	}
+}
+
 func newKey(managerDN, id, why string) Change {
 	return Change{Op: OpAddKey, Class: "contact", DN: placeholderDN(managerDN, id), Why: why,
 		Sets: []string{"l: " + id, "thumbnailPhoto: a new 256-bit key (as spec.keyProtection says)", "nTSecurityDescriptor: inherited ACEs only"}}
@@ -241,6 +307,13 @@ func placeholderDN(parent, cn string) string {
 
 func activate(policyDN, id, why string) Change {
 	return Change{Op: OpSetActiveKey, Class: "contact", DN: policyDN, Why: why, Sets: []string{"displayName: " + id}}
+}
+
+func ownerText(o directory.Owner) string {
+	if o.IsZero() {
+		return "none: made outside dkm-operator"
+	}
+	return o.Short()
 }
 
 // observedState is every uSNChanged the observation read, in order.

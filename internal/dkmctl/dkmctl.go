@@ -66,6 +66,7 @@ func Run(ctx context.Context, args []string, env Env) int {
 		"backup":  runBackup,
 		"restore": runRestore,
 		"verify":  runVerify,
+		"plan":    runPlan,
 	}
 	run, ok := cmds[args[0]]
 	if !ok {
@@ -99,6 +100,8 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage: dkmctl <command> [flags] [NAME | -f dkmcontainer.yaml]
 
 Commands:
+  plan      print the AD changes the operator would make now (from a live read; writes nothing)
+            and the hash spec.changeApproval Manual asks to approve
   backup    write the container subtree and its keys into one age-encrypted file
   restore   write a backup into the DKMContainer's path (same DN, another DN, another domain)
   verify    list who can read the keys (explicit and inherited ACEs, nested groups); exit 3 when
