@@ -111,7 +111,9 @@ func (p Plan) Summary() string {
 // Notes say why the plan stops where it does, when it does not reach a steady state.
 func (p Plan) Notes() []string { return p.notes }
 
-func (p *Plan) note(format string, args ...any) { p.notes = append(p.notes, fmt.Sprintf(format, args...)) }
+func (p *Plan) note(format string, args ...any) {
+	p.notes = append(p.notes, fmt.Sprintf(format, args...))
+}
 
 // Accounts names the SIDs the plan's DACLs grant ("S-1-5-21-...-1105 = DKM\svc-vmm").
 func (p Plan) Accounts() []string { return p.accounts }
