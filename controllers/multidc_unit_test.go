@@ -100,14 +100,19 @@ func TestSplitPending(t *testing.T) {
 	cases := []struct {
 		name                       string
 		active                     string
+		recorded                   []string
 		keys                       []directory.KeyObject
 		wantCommitted, wantPending []string
 	}{
-		{"no CryptoPolicy", "", []directory.KeyObject{key("a", 0), key("b", time.Hour)}, []string{"a", "b"}, []string{}},
-		{"the newest is active", "b", []directory.KeyObject{key("a", 0), key("b", time.Hour)}, []string{"a", "b"}, []string{}},
-		{"a rotation waits", "a", []directory.KeyObject{key("a", 0), key("b", time.Hour)}, []string{"a"}, []string{"b"}},
-		{"same second: a race, not a rotation", "b", []directory.KeyObject{key("a", 0), key("b", 0)}, []string{"a", "b"}, []string{}},
-		{"CryptoPolicy names no key here", "x", []directory.KeyObject{key("a", 0)}, []string{"a"}, []string{}},
+		{"no CryptoPolicy", "", nil, []directory.KeyObject{key("a", 0), key("b", time.Hour)}, []string{"a", "b"}, []string{}},
+		{"the newest is active", "b", nil, []directory.KeyObject{key("a", 0), key("b", time.Hour)}, []string{"a", "b"}, []string{}},
+		{"a rotation waits", "a", []string{"a"}, []directory.KeyObject{key("a", 0), key("b", time.Hour)}, []string{"a"}, []string{"b"}},
+		{"same second: a race, not a rotation", "b", nil, []directory.KeyObject{key("a", 0), key("b", 0)}, []string{"a", "b"}, []string{}},
+		{"CryptoPolicy names no key here", "x", nil, []directory.KeyObject{key("a", 0)}, []string{"a"}, []string{}},
+		// A restore wrote an older version after the active one: status recorded it, so it is
+		// no rotation waiting to be activated.
+		{"a recorded version written after the active one", "b", []string{"a", "b"},
+			[]directory.KeyObject{key("b", 0), key("a", time.Second)}, []string{"b", "a"}, []string{}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -115,7 +120,7 @@ func TestSplitPending(t *testing.T) {
 			if tc.active != "" {
 				m.Policy = &directory.PolicyObject{ActiveKeyID: tc.active}
 			}
-			c, p := splitPending(m)
+			c, p := splitPending(m, tc.recorded)
 			if !slices.Equal(ids(c), tc.wantCommitted) || !slices.Equal(ids(p), tc.wantPending) {
 				t.Errorf("committed %v, pending %v; want %v, %v", ids(c), ids(p), tc.wantCommitted, tc.wantPending)
 			}

@@ -151,8 +151,10 @@ func copiesOf(ks []directory.KeyObject) []pendingCopy {
 // has not activated yet (it waits for them to replicate), so no replica may receive them;
 // committed are the others. Without a CryptoPolicy, or when it names no key here, every key is
 // committed. (Keys created in the same second as the active one are committed: a race between
-// writers, never a rotation, which comes a period later.)
-func splitPending(m *directory.Manager) (committed, pending []directory.KeyObject) {
+// writers, never a rotation, which comes a period later.) A key status records (recorded,
+// lower-case IDs) was in use before, so it is committed whatever its whenCreated: a restore
+// writes versions back in any order, and the older ones are not rotations waiting.
+func splitPending(m *directory.Manager, recorded []string) (committed, pending []directory.KeyObject) {
 	if m.Policy == nil || m.Policy.ActiveKeyID == "" {
 		return m.Keys, nil
 	}
@@ -162,7 +164,7 @@ func splitPending(m *directory.Manager) (committed, pending []directory.KeyObjec
 	}
 	active := m.Keys[i].Created
 	for _, k := range m.Keys {
-		if k.Created.After(active) {
+		if k.Created.After(active) && !slices.Contains(recorded, strings.ToLower(k.ID)) {
 			pending = append(pending, k)
 		} else {
 			committed = append(committed, k)
@@ -340,21 +342,21 @@ func (r *DKMContainerReconciler) loadRing(ctx context.Context, s *scope, manager
 		activeID = manager.Policy.ActiveKeyID
 	}
 	if activeID == "" {
-		// Keys without a CryptoPolicy (a first key waiting for replication, or an interrupted
-		// first run): the newest version is the one to activate, once enough DCs hold it.
+		// Keys without a CryptoPolicy (a first key or a restore waiting for replication, or an
+		// interrupted first run): keyToActivate is made active, once enough DCs hold it.
 		// Nothing is deleted.
-		newest := manager.Keys[len(manager.Keys)-1]
-		if err := r.commitKeys(ctx, s, "new key "+newest.ID, copiesOf([]directory.KeyObject{newest})); err != nil {
+		next := keyToActivate(s.obj, manager)
+		if err := r.commitKeys(ctx, s, "new key "+next.ID, copiesOf([]directory.KeyObject{next})); err != nil {
 			return nil, err
 		}
-		activeID = newest.ID
+		activeID = next.ID
 		if err := s.dir.SetActiveKey(ctx, manager.DN, "", activeID, r.owner(s.obj)); err != nil {
 			return nil, r.keyWriteFailure(ctx, s, "set the active key", err)
 		}
 		manager.Policy = &directory.PolicyObject{ActiveKeyID: activeID}
-		r.normal(s.obj, "ActiveKeyAdopted", "LoadKey", fmt.Sprintf("%s had no CryptoPolicy; made the newest key %s active", manager.DN, activeID))
+		r.normal(s.obj, "ActiveKeyAdopted", "LoadKey", fmt.Sprintf("%s had no CryptoPolicy; made key %s active", manager.DN, activeID))
 	}
-	committed, pending := splitPending(manager)
+	committed, pending := splitPending(manager, knownKeyIDs(s.obj))
 	ring, err := r.openRing(s, manager, container, activeID, committed, p)
 	if err != nil {
 		return nil, err
@@ -380,6 +382,19 @@ func (r *DKMContainerReconciler) loadRing(ctx context.Context, s *scope, manager
 	r.normal(s.obj, dkmv1.ReasonKeyRotated, "RotateKey", fmt.Sprintf("rotated to key %s (%s); %d version(s) retained",
 		ring.ActiveID(), ring.Active().Fingerprint, ring.Len()))
 	return ring, nil
+}
+
+// keyToActivate is the key a DC Manager without CryptoPolicy gets as active: the one status
+// recorded as active when AD holds it (replicas already use it), else the newest. Restored
+// versions all carry the restore's whenCreated, in the order they were written, so the newest
+// alone could move every replica to an older key (and make a rotation due at once).
+func keyToActivate(obj *dkmv1.DKMContainer, m *directory.Manager) directory.KeyObject {
+	if id := obj.Status.ActiveKeyID; id != "" {
+		if k := keyObject(m, id); k.ID != "" {
+			return k
+		}
+	}
+	return m.Keys[len(m.Keys)-1]
 }
 
 // openRing opens the given key versions with activeID active. A ring that does not open (wrong

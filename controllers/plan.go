@@ -233,11 +233,10 @@ func (r *DKMContainerReconciler) planKeys(plan *Plan, s *scope, p keys.Protector
 		return
 	}
 	policy := directory.ChildDN(m.DN, directory.PolicyName)
-	committed, pending := splitPending(m)
+	committed, pending := splitPending(m, knownKeyIDs(s.obj))
 	switch {
 	case m.Policy == nil || m.Policy.ActiveKeyID == "":
-		newest := m.Keys[len(m.Keys)-1]
-		plan.add(activate(policy, newest.ID, "make the newest key active (no CryptoPolicy)"))
+		plan.add(activate(policy, keyToActivate(s.obj, m).ID, "make a key active (no CryptoPolicy)"))
 		return
 	case len(pending) > 0 && pending[len(pending)-1].OwnedBy(r.owner(s.obj)):
 		plan.add(activate(policy, pending[len(pending)-1].ID, "activate the rotated key"))
