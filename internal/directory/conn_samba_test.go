@@ -109,7 +109,9 @@ func TestFailoverPastHungDCs(t *testing.T) {
 	// accepts the bind request and never answers (OpTimeout). Both are skipped.
 	cfg.URLs = []string{"ldaps://" + hungServer(t), "ldap://" + hungServer(t), dc.URL}
 	cfg.AllowPlainLDAP = true
-	cfg.DialTimeout, cfg.OpTimeout = 300*time.Millisecond, 500*time.Millisecond
+	// OpTimeout bounds the real DC's operations too: under the race detector on two busy cores
+	// a search of it once took longer than 500 ms (CI, session 5), so it is generous here.
+	cfg.DialTimeout, cfg.OpTimeout = 300*time.Millisecond, 2*time.Second
 	var mu sync.Mutex
 	var seen []string
 	c := newTestClient(t, cfg, WithObserver(func(op, result string) {
@@ -124,8 +126,10 @@ func TestFailoverPastHungDCs(t *testing.T) {
 		t.Fatalf("Observe past two hung DCs: %+v, %v", obs, err)
 	}
 	t.Logf("failover past two hung DCs took %s: %v", elapsed.Round(time.Millisecond), seen)
-	if elapsed < 800*time.Millisecond || elapsed > 5*time.Second {
-		t.Errorf("took %s, want about DialTimeout + OpTimeout", elapsed)
+	// Both hung DCs were waited for (their timeouts, not an early error); how long the real DC
+	// then took is not this test's business (timings belong in benchmarks).
+	if elapsed < cfg.DialTimeout+cfg.OpTimeout {
+		t.Errorf("took %s, less than DialTimeout + OpTimeout: a hung DC was not waited for", elapsed)
 	}
 	mu.Lock()
 	defer mu.Unlock()
