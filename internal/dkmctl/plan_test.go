@@ -1,18 +1,13 @@
 package dkmctl
 
 import (
-	"context"
 	"crypto/rand"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/go-ldap/ldap/v3"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/yaml"
 
 	dkmv1 "github.com/dkm-operator/dkm-operator/api/v1alpha1"
 	"github.com/dkm-operator/dkm-operator/internal/directory"
@@ -30,20 +25,8 @@ func TestPlan(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a Samba DC")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	dc, err := testenv.StartDC(ctx, testenv.DCOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dc.Close()
+	ctx, dc, dir := startAdminDC(t)
 	if _, err := dc.CreateUser("svc-plan", "Svc!Passw0rd-plan"); err != nil {
-		t.Fatal(err)
-	}
-	pool := directory.NewPool()
-	defer pool.Close()
-	dir, err := pool.Client(directory.Config{URLs: []string{dc.URL}, Username: dc.AdminUser, Password: dc.AdminPassword, CAPEM: dc.CAPEM})
-	if err != nil {
 		t.Fatal(err)
 	}
 	usn := func(path string) int64 {
@@ -163,7 +146,6 @@ func TestPlan(t *testing.T) {
 // to files and returns the command line that plans it without a cluster.
 func planArgs(t *testing.T, dc *testenv.DC, path string, mode dkmv1.ProvisioningMode) []string {
 	t.Helper()
-	dir := t.TempDir()
 	obj := dkmv1.DKMContainer{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "dkm.io/v1alpha1", Kind: "DKMContainer"},
 		ObjectMeta: metav1.ObjectMeta{Name: "vmm", Namespace: "vmm", UID: types.UID("plan-uid")},
@@ -177,16 +159,5 @@ func planArgs(t *testing.T, dc *testenv.DC, path string, mode dkmv1.Provisioning
 			ChangeApproval:  dkmv1.ChangeApprovalManual,
 		},
 	}
-	b, err := yaml.Marshal(obj)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file, pw := filepath.Join(dir, "dkm.yaml"), filepath.Join(dir, "password")
-	if err := os.WriteFile(file, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(pw, []byte(dc.AdminPassword+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return []string{"plan", "-f", file, "--username", dc.AdminUser, "--password-file", pw, "--ca-file", dc.CAFile, "--cluster-id", "plan-cluster"}
+	return append(fileCommand(t, dc, obj, "plan"), "--cluster-id", "plan-cluster")
 }

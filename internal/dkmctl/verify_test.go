@@ -27,13 +27,7 @@ func TestVerify(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a Samba DC")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	dc, err := testenv.StartDC(ctx, testenv.DCOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dc.Close()
+	ctx, dc, dir := startAdminDC(t)
 	svc, err := dc.CreateUser("svc-verify", "Svc!Passw0rd-verify")
 	if err != nil {
 		t.Fatal(err)
@@ -56,12 +50,6 @@ func TestVerify(t *testing.T) {
 	}
 
 	// A container as the operator makes it: the template DACL, a DC Manager and one key.
-	pool := directory.NewPool()
-	defer pool.Close()
-	dir, err := pool.Client(directory.Config{URLs: []string{dc.URL}, Username: dc.AdminUser, Password: dc.AdminPassword, CAPEM: dc.CAPEM})
-	if err != nil {
-		t.Fatal(err)
-	}
 	domain, err := dir.Domain(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -127,11 +115,29 @@ func TestVerify(t *testing.T) {
 	runCmd(t, ExitFailed, verifyArgs(t, dc, "CN=DKM-absent,CN=System,"+dc.BaseDN)...)
 }
 
+// startAdminDC starts a Samba DC for the test and connects to it as Administrator.
+func startAdminDC(t *testing.T) (context.Context, *testenv.DC, *directory.Client) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	dc, err := testenv.StartDC(ctx, testenv.DCOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dc.Close)
+	pool := directory.NewPool()
+	t.Cleanup(pool.Close)
+	dir, err := pool.Client(directory.Config{URLs: []string{dc.URL}, Username: dc.AdminUser, Password: dc.AdminPassword, CAPEM: dc.CAPEM})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, dc, dir
+}
+
 // verifyArgs writes a DKMContainer for path and the bind password to files and returns the
 // command line that verifies it without a cluster.
 func verifyArgs(t *testing.T, dc *testenv.DC, path string) []string {
 	t.Helper()
-	dir := t.TempDir()
 	obj := dkmv1.DKMContainer{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "dkm.io/v1alpha1", Kind: "DKMContainer"},
 		ObjectMeta: metav1.ObjectMeta{Name: "vmm", Namespace: "vmm"},
@@ -142,6 +148,14 @@ func verifyArgs(t *testing.T, dc *testenv.DC, path string) []string {
 			KeyProtection:   dkmv1.KeyProtectionSpec{Mode: dkmv1.KeyPlain},
 		},
 	}
+	return fileCommand(t, dc, obj, "verify")
+}
+
+// fileCommand writes obj and the DC's Administrator password to files and returns the command
+// line that runs cmd on them without a cluster, bound as Administrator over LDAPS.
+func fileCommand(t *testing.T, dc *testenv.DC, obj dkmv1.DKMContainer, cmd string) []string {
+	t.Helper()
+	dir := t.TempDir()
 	b, err := yaml.Marshal(obj)
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +167,7 @@ func verifyArgs(t *testing.T, dc *testenv.DC, path string) []string {
 	if err := os.WriteFile(pw, []byte(dc.AdminPassword+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return []string{"verify", "-f", file, "--username", dc.AdminUser, "--password-file", pw, "--ca-file", dc.CAFile}
+	return []string{cmd, "-f", file, "--username", dc.AdminUser, "--password-file", pw, "--ca-file", dc.CAFile}
 }
 
 func runCmd(t *testing.T, want int, args ...string) string {

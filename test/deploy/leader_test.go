@@ -20,35 +20,62 @@ const leaderElectionID = "dkm-operator.dkm.io"
 // Lease must be released on the way out, so another replica takes over at once instead of after
 // the lease duration, with no pod served meanwhile.
 func TestLeaderLeaseReleasedOnShutdown(t *testing.T) {
+	l := startLeader(t)
+	t.Logf("leader: %s", l.holder())
+
+	start := time.Now()
+	l.op.stop(t)
+	t.Logf("the operator exited %v after SIGTERM", time.Since(start).Round(time.Millisecond))
+	l.expectReleased(t)
+}
+
+// leader is the operator binary, run as its namespaced install's Deployment says (with the RBAC
+// it grants and leader election on), once it holds the Lease.
+type leader struct {
+	k     *kubeWithEgress
+	d     *appsv1.Deployment
+	op    *operatorProcess
+	lease *coordinationv1.Lease
+}
+
+func startLeader(t *testing.T) *leader {
+	t.Helper()
 	binary := buildOperator(t)
-	k := startKubeWithNamespacedInstall(t)
-	ctx := t.Context()
-	d := &appsv1.Deployment{}
-	if err := k.c.Get(ctx, client.ObjectKey{Namespace: operatorNS, Name: "dkm-operator-controller-manager"}, d); err != nil {
+	l := &leader{k: startKubeWithNamespacedInstall(t), d: &appsv1.Deployment{}, lease: &coordinationv1.Lease{}}
+	if err := l.k.c.Get(t.Context(), client.ObjectKey{Namespace: operatorNS, Name: "dkm-operator-controller-manager"}, l.d); err != nil {
 		t.Fatal(err)
 	}
-	op := startOperator(t, k, binary, d, "--leader-elect=true")
-
-	lease := &coordinationv1.Lease{}
-	key := client.ObjectKey{Namespace: operatorNS, Name: leaderElectionID}
+	l.op = startOperator(t, l.k, binary, l.d, "--leader-elect=true")
 	poll(t, "the operator takes the Lease", 60*time.Second, func() (bool, error) {
-		err := k.c.Get(ctx, key, lease)
+		err := l.k.c.Get(t.Context(), leaseKey, l.lease)
 		if apierrors.IsNotFound(err) {
 			return false, nil
 		}
-		return err == nil && lease.Spec.HolderIdentity != nil && *lease.Spec.HolderIdentity != "", err
+		return err == nil && l.holder() != "", err
 	})
-	t.Logf("leader: %s", *lease.Spec.HolderIdentity)
+	return l
+}
 
-	start := time.Now()
-	op.stop(t)
-	t.Logf("the operator exited %v after SIGTERM", time.Since(start).Round(time.Millisecond))
-	if err := k.c.Get(ctx, key, lease); err != nil {
+var leaseKey = client.ObjectKey{Namespace: operatorNS, Name: leaderElectionID}
+
+// holder is the Lease's holder as last read.
+func (l *leader) holder() string {
+	if h := l.lease.Spec.HolderIdentity; h != nil {
+		return *h
+	}
+	return ""
+}
+
+// expectReleased: after the operator stopped, nobody holds the Lease, so the next leader takes
+// over at once instead of waiting out the lease duration.
+func (l *leader) expectReleased(t *testing.T) {
+	t.Helper()
+	if err := l.k.c.Get(t.Context(), leaseKey, l.lease); err != nil {
 		t.Fatal(err)
 	}
-	if h := lease.Spec.HolderIdentity; h != nil && *h != "" {
+	if h := l.holder(); h != "" {
 		t.Errorf("the Lease is still held by %s after the operator stopped: the next leader waits out %ds",
-			*h, ptrValue(lease.Spec.LeaseDurationSeconds))
+			h, ptrValue(l.lease.Spec.LeaseDurationSeconds))
 	}
 }
 

@@ -9,10 +9,7 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
-	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -34,25 +31,10 @@ const conflictMessage = "the object has been modified"
 // conflicts, and stops the operator at the first conflict. The operator must exit cleanly, well
 // within the grace period, and release the Lease.
 func TestShutdownWhileCertificateUpdatesConflict(t *testing.T) {
-	binary := buildOperator(t)
-	k := startKubeWithNamespacedInstall(t)
+	l := startLeader(t)
+	k, d, op := l.k, l.d, l.op
 	ctx := t.Context()
-	d := &appsv1.Deployment{}
-	if err := k.c.Get(ctx, client.ObjectKey{Namespace: operatorNS, Name: "dkm-operator-controller-manager"}, d); err != nil {
-		t.Fatal(err)
-	}
 	secretKey := client.ObjectKey{Namespace: operatorNS, Name: namesFromArgs(t, d).secret}
-
-	op := startOperator(t, k, binary, d, "--leader-elect=true")
-	lease := &coordinationv1.Lease{}
-	leaseKey := client.ObjectKey{Namespace: operatorNS, Name: leaderElectionID}
-	poll(t, "the operator takes the Lease", 60*time.Second, func() (bool, error) {
-		err := k.c.Get(ctx, leaseKey, lease)
-		if apierrors.IsNotFound(err) {
-			return false, nil
-		}
-		return err == nil && lease.Spec.HolderIdentity != nil && *lease.Spec.HolderIdentity != "", err
-	})
 	poll(t, "the operator fills the certificate Secret", 60*time.Second, func() (bool, error) {
 		s := &corev1.Secret{}
 		err := k.c.Get(ctx, secretKey, s)
@@ -108,10 +90,5 @@ func TestShutdownWhileCertificateUpdatesConflict(t *testing.T) {
 	if took >= 5*time.Second {
 		t.Errorf("the operator took %v to stop, not within its 5 s graceful shutdown", took)
 	}
-	if err := k.c.Get(ctx, leaseKey, lease); err != nil {
-		t.Fatal(err)
-	}
-	if h := lease.Spec.HolderIdentity; h != nil && *h != "" {
-		t.Errorf("the Lease is still held by %s after the operator stopped", *h)
-	}
+	l.expectReleased(t)
 }
