@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/dkm-operator/dkm-operator/internal/directory"
@@ -33,6 +34,9 @@ type Target struct {
 type Result struct {
 	Container        directory.Object
 	ContainerCreated bool
+	// Resumed: the path held what an interrupted restore for the same owner wrote, and this one
+	// finished it.
+	Resumed bool
 	Manager          directory.Object
 	// Remapped lists the DACL's SIDs that were translated for the target domain ("old -> new
 	// (name)"); empty for a restore into the source domain.
@@ -48,7 +52,9 @@ var ErrExists = errors.New("the target already holds keys")
 // container's objectGUID), every key version resealed for that objectGUID under t.Protector, and
 // CryptoPolicy, each object with t.Owner's ownership record in its add request; the container's
 // record names t.Owner last. An existing container is used only when it holds nothing: not a
-// DC Manager, not another object.
+// DC Manager, not another object. A container an earlier restore for the same owner left part
+// way (it still carries the restore's record) is finished: what that restore wrote is kept when
+// it is this backup's (each key written opens to the backup's fingerprint), refused otherwise.
 func Restore(ctx context.Context, dir Writer, f *File, t Target) (*Result, error) {
 	versions, err := f.Versions()
 	if err != nil {
@@ -69,7 +75,13 @@ func Restore(ctx context.Context, dir Writer, f *File, t Target) (*Result, error
 	hold := restoring(t.Owner)
 	final := t.Owner
 	res := &Result{}
+	var resumed *directory.Observation
 	switch {
+	case obs.Exists && obs.Container.Owner != nil && obs.Container.Owner.Equal(hold):
+		// An earlier restore for this owner stopped part way: its record says whether the
+		// container was created or claimed, and what it wrote is checked below.
+		resumed, res.Container, res.Resumed = obs, obs.Container, true
+		hold, final.Claimed = *obs.Container.Owner, obs.Container.Owner.Claimed
 	case obs.Exists && len(obs.Managers) > 0:
 		return nil, fmt.Errorf("%w: %s holds %s; move it away first (a restore never overwrites a key or mixes two)",
 			ErrExists, t.Path, obs.Managers[0].DN)
@@ -87,6 +99,7 @@ func Restore(ctx context.Context, dir Writer, f *File, t Target) (*Result, error
 		} else {
 			final.Claimed = obs.Container.Owner.Claimed
 		}
+		hold.Claimed = final.Claimed // so that a resumed restore hands it over the same way
 		if err := dir.SetOwner(ctx, t.Path, obs.Container.OwnerRecord, hold); err != nil {
 			return nil, fmt.Errorf("marking %s as being restored: %w", t.Path, err)
 		}
@@ -114,24 +127,93 @@ func Restore(ctx context.Context, dir Writer, f *File, t Target) (*Result, error
 	if err != nil {
 		return res, err
 	}
-	if res.Manager, err = dir.CreateManager(ctx, t.Path, keys.ManagerGUID(container).String(), t.Owner); err != nil {
+	written, err := writtenBefore(resumed, t.Path, container, ring, t.Protector)
+	if err != nil {
+		return res, err
+	}
+	if written != nil {
+		res.Manager = written.Object
+	} else if res.Manager, err = dir.CreateManager(ctx, t.Path, keys.ManagerGUID(container).String(), t.Owner); err != nil {
 		return res, fmt.Errorf("creating the DC Manager in %s: %w", t.Path, err)
 	}
 	for _, v := range ring.Versions() {
-		blob := blobOf(stored, v.ID)
-		k, err := dir.AddKey(ctx, res.Manager.DN, v.ID.String(), blob, t.Owner)
-		if err != nil {
-			return res, fmt.Errorf("adding key %s: %w", v.ID, err)
+		dn := directory.ChildDN(res.Manager.DN, v.ID.String())
+		if written == nil || !hasKey(written, v.ID) {
+			k, err := dir.AddKey(ctx, res.Manager.DN, v.ID.String(), blobOf(stored, v.ID), t.Owner)
+			if err != nil {
+				return res, fmt.Errorf("adding key %s: %w", v.ID, err)
+			}
+			dn = k.DN
 		}
-		res.Keys = append(res.Keys, Key{ID: v.ID.String(), Created: v.Created, Fingerprint: v.Fingerprint.String(), DN: k.DN})
+		res.Keys = append(res.Keys, Key{ID: v.ID.String(), Created: v.Created, Fingerprint: v.Fingerprint.String(), DN: dn})
 	}
-	if err := dir.SetActiveKey(ctx, res.Manager.DN, "", active.String(), t.Owner); err != nil {
-		return res, fmt.Errorf("adding CryptoPolicy: %w", err)
+	if written == nil || written.Policy == nil {
+		if err := dir.SetActiveKey(ctx, res.Manager.DN, "", active.String(), t.Owner); err != nil {
+			return res, fmt.Errorf("adding CryptoPolicy: %w", err)
+		}
 	}
-	if err := dir.SetOwner(ctx, t.Path, hold.String(), final); err != nil {
+	from := hold.String()
+	if resumed != nil {
+		from = resumed.Container.OwnerRecord // as read: the compare of the compare-and-swap
+	}
+	if err := dir.SetOwner(ctx, t.Path, from, final); err != nil {
 		return res, fmt.Errorf("handing %s to %s: %w", t.Path, final.Short(), err)
 	}
 	return res, nil
+}
+
+// writtenBefore is the DC Manager an interrupted restore left in a container (nil: none, or
+// not resuming), checked to hold nothing but this backup: the DC Manager named from the
+// container's objectGUID, keys of the backup that open under p to the backup's fingerprints,
+// CryptoPolicy naming the backup's active key.
+func writtenBefore(obs *directory.Observation, path string, container keys.ObjectGUID, ring *keys.Ring, p keys.Protector) (*directory.Manager, error) {
+	if obs == nil {
+		return nil, nil
+	}
+	if len(obs.Foreign) > 0 {
+		return nil, fmt.Errorf("%w: %s holds %s, which is not a DKM object", ErrExists, path, obs.Foreign[0])
+	}
+	switch len(obs.Managers) {
+	case 0:
+		return nil, nil
+	case 1:
+	default:
+		return nil, fmt.Errorf("%w: %s holds %d DC Managers", ErrExists, path, len(obs.Managers))
+	}
+	m := &obs.Managers[0]
+	if want := directory.ChildDN(path, directory.ManagerPrefix+keys.ManagerGUID(container).String()); !strings.EqualFold(m.DN, want) {
+		return nil, fmt.Errorf("%w: %s holds %s, not the DC Manager a restore names %s", ErrExists, path, m.DN, want)
+	}
+	for _, k := range m.Keys {
+		id, err := keys.ParseKeyID(k.ID)
+		if err != nil || !slices.ContainsFunc(ring.Versions(), func(v keys.Version) bool { return v.ID == id }) {
+			return nil, fmt.Errorf("%w: %s holds key %s, which this backup does not (a restore never mixes keys)", ErrExists, m.DN, k.ID)
+		}
+		opened, err := keys.LoadRing(container, k.ID, []keys.StoredKey{{ID: k.ID, Blob: k.Blob, Created: k.Created}}, p)
+		if err != nil {
+			return nil, fmt.Errorf("%w: key %s in %s does not open under the target's key protection: %v", ErrExists, k.ID, m.DN, err)
+		}
+		if got, want := opened.Active().Fingerprint, versionOf(ring, id).Fingerprint; got != want {
+			return nil, fmt.Errorf("%w: key %s in %s is %s, the backup's is %s (a restore never mixes keys)", ErrExists, k.ID, m.DN, got, want)
+		}
+	}
+	if m.Policy != nil && !strings.EqualFold(m.Policy.ActiveKeyID, ring.ActiveID().String()) {
+		return nil, fmt.Errorf("%w: CryptoPolicy in %s names %s, the backup's active key is %s", ErrExists, m.DN, m.Policy.ActiveKeyID, ring.ActiveID())
+	}
+	return m, nil
+}
+
+func hasKey(m *directory.Manager, id keys.KeyID) bool {
+	return slices.ContainsFunc(m.Keys, func(k directory.KeyObject) bool { return strings.EqualFold(k.ID, id.String()) })
+}
+
+func versionOf(ring *keys.Ring, id keys.KeyID) keys.Version {
+	for _, v := range ring.Versions() {
+		if v.ID == id {
+			return v
+		}
+	}
+	return keys.Version{}
 }
 
 // restoring is the record a container carries while a restore for owner writes into it: another

@@ -148,15 +148,15 @@ func runRestore(ctx context.Context, args []string, env Env) error {
 	res, err := backup.Restore(ctx, t.dir, f, backup.Target{Path: obj.Spec.Path, Owner: owner, Protector: t.protector})
 	if res != nil && (res.ContainerCreated || res.Manager.DN != "") && err != nil {
 		fmt.Fprintf(env.Stderr, "the restore stopped part way; written so far: container %s (created: %v), %s, %d key(s); "+
-			"the container still carries the restore's ownership record, so the operator only reads it: delete what was "+
-			"written and run the restore again\n", res.Container.DN, res.ContainerCreated, res.Manager.DN, len(res.Keys))
+			"the container still carries the restore's ownership record, so the operator only reads it: run the same "+
+			"restore again to finish it (what was written is checked against the backup and kept)\n", res.Container.DN, res.ContainerCreated, res.Manager.DN, len(res.Keys))
 	}
 	if err != nil {
 		return err
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "restored %s into %s (objectGUID %s, %s), owned by %s\n", filepath.Base(*in), res.Container.DN,
-		res.Container.GUID, map[bool]string{true: "created", false: "existing, empty"}[res.ContainerCreated], owner.Short())
+		res.Container.GUID, restoredHow(res), owner.Short())
 	for _, r := range res.Remapped {
 		fmt.Fprintf(&b, "  DACL: %s\n", r)
 	}
@@ -166,6 +166,17 @@ func runRestore(ctx context.Context, args []string, env Env) error {
 	}
 	fmt.Fprint(env.Stdout, b.String())
 	return nil
+}
+
+// restoredHow says what the restore found at the path.
+func restoredHow(res *backup.Result) string {
+	switch {
+	case res.Resumed:
+		return "an interrupted restore finished"
+	case res.ContainerCreated:
+		return "created"
+	}
+	return "existing, empty"
 }
 
 func restoreIdentities(identityFile, passFile string) ([]age.Identity, error) {
