@@ -37,7 +37,7 @@ type Result struct {
 	// Resumed: the path held what an interrupted restore for the same owner wrote, and this one
 	// finished it.
 	Resumed bool
-	Manager          directory.Object
+	Manager directory.Object
 	// Remapped lists the DACL's SIDs that were translated for the target domain ("old -> new
 	// (name)"); empty for a restore into the source domain.
 	Remapped []string
