@@ -184,12 +184,12 @@ build_pair() {
   printf '%s dc2.%s dc2\n%s %s._msdcs.%s\n' "$ip2" "${REALM,,}" "$ip2" "$dc2_guid" "${REALM,,}" >>"$work/hosts"
   start_pair_dc "$work/dc2" "$ip2"
   # Without connection objects DC1 stays silent on DC2's changes for up to 300 s.
-  KRB5_CONFIG=$work/dc1/krb5.conf run_logged "$work/kcc.log" \
+  KRB5_CONFIG=$work/dc1/krb5.conf run_retried "$work/kcc.log" \
     samba-tool drs kcc "$ip1" -s "$work/dc1/etc/smb.conf" -U "$DOMAIN\\Administrator%$ADMIN_PASSWORD"
   # Prove the template replicates both ways before caching it.
-  KRB5_CONFIG=$work/dc1/krb5.conf run_logged "$work/replicate.log" samba-tool drs replicate "$ip1" DC2 \
+  KRB5_CONFIG=$work/dc1/krb5.conf run_retried "$work/replicate.log" samba-tool drs replicate "$ip1" DC2 \
     "$(base_dn)" -s "$work/dc1/etc/smb.conf" -U "$DOMAIN\\Administrator%$ADMIN_PASSWORD"
-  KRB5_CONFIG=$work/dc2/krb5.conf run_logged "$work/replicate.log" samba-tool drs replicate "$ip2" "$dc1_name" \
+  KRB5_CONFIG=$work/dc2/krb5.conf run_retried "$work/replicate.log" samba-tool drs replicate "$ip2" "$dc1_name" \
     "$(base_dn)" -s "$work/dc2/etc/smb.conf" -U "$DOMAIN\\Administrator%$ADMIN_PASSWORD"
   pair_cleanup
   trap - EXIT
@@ -323,6 +323,21 @@ run_logged() {
     [ -f "$out" ] && { echo "--- end of $out:" >&2; tail -15 "$out" >&2; }
   done
   exit 1
+}
+
+# run_retried LOG CMD...: run_logged after up to two quiet tries 5 s apart. On two loaded cores
+# a DRS call to a freshly started DC can time out (DsExecuteKCC: "{Device Timeout} The specified
+# I/O operation ... was not completed before the time-out period expired", in a cold CI run that
+# compiled every package meanwhile); the last try fails as run_logged does.
+run_retried() {
+  local log=$1 i
+  shift
+  for i in 1 2; do
+    "$@" >>"$log" 2>&1 && return 0
+    echo "try $i of $2 $3 failed; again in 5 s" >&2
+    sleep 5
+  done
+  run_logged "$log" "$@"
 }
 
 case "${1:-}" in
