@@ -186,15 +186,16 @@ func writtenBefore(obs *directory.Observation, path string, container keys.Objec
 	}
 	for _, k := range m.Keys {
 		id, err := keys.ParseKeyID(k.ID)
-		if err != nil || !slices.ContainsFunc(ring.Versions(), func(v keys.Version) bool { return v.ID == id }) {
+		want, inBackup := ring.Version(id)
+		if err != nil || !inBackup {
 			return nil, fmt.Errorf("%w: %s holds key %s, which this backup does not (a restore never mixes keys)", ErrExists, m.DN, k.ID)
 		}
 		opened, err := keys.LoadRing(container, k.ID, []keys.StoredKey{{ID: k.ID, Blob: k.Blob, Created: k.Created}}, p)
 		if err != nil {
 			return nil, fmt.Errorf("%w: key %s in %s does not open under the target's key protection: %v", ErrExists, k.ID, m.DN, err)
 		}
-		if got, want := opened.Active().Fingerprint, versionOf(ring, id).Fingerprint; got != want {
-			return nil, fmt.Errorf("%w: key %s in %s is %s, the backup's is %s (a restore never mixes keys)", ErrExists, k.ID, m.DN, got, want)
+		if got := opened.Active().Fingerprint; got != want.Fingerprint {
+			return nil, fmt.Errorf("%w: key %s in %s is %s, the backup's is %s (a restore never mixes keys)", ErrExists, k.ID, m.DN, got, want.Fingerprint)
 		}
 	}
 	if m.Policy != nil && !strings.EqualFold(m.Policy.ActiveKeyID, ring.ActiveID().String()) {
@@ -205,15 +206,6 @@ func writtenBefore(obs *directory.Observation, path string, container keys.Objec
 
 func hasKey(m *directory.Manager, id keys.KeyID) bool {
 	return slices.ContainsFunc(m.Keys, func(k directory.KeyObject) bool { return strings.EqualFold(k.ID, id.String()) })
-}
-
-func versionOf(ring *keys.Ring, id keys.KeyID) keys.Version {
-	for _, v := range ring.Versions() {
-		if v.ID == id {
-			return v
-		}
-	}
-	return keys.Version{}
 }
 
 // restoring is the record a container carries while a restore for owner writes into it: another
