@@ -247,7 +247,7 @@ func TestContinuesApprovedPlan(t *testing.T) {
 	approved := Plan{Changes: []Change{
 		{Op: OpCreateContainer, Class: "container", DN: pwPath, Why: "create the DKM container"},
 		{Op: OpCreateManager, Class: "container", DN: mgr, Why: "create the first key"},
-		newKey(mgr, newKeyID, "create the first key"),
+		newKey(mgr, newKeyID, "create the first key", newKeyValue),
 		activate("CN=CryptoPolicy,"+mgr, newKeyID, "create the first key"),
 	}}.Status()
 	named := "CN=DC Manager 2f1c2c4e-0000-4000-8000-000000000001," + pwPath

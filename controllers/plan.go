@@ -252,7 +252,7 @@ func (r *DKMContainerReconciler) planKeys(plan *Plan, s *scope, p keys.Protector
 	}
 	active := keyObject(m, m.Policy.ActiveKeyID)
 	if keys.RotationDue(active.Created, rotationPeriod(s.obj), s.now) {
-		plan.add(newKey(m.DN, newKeyID, "rotate the key"))
+		plan.add(newKey(m.DN, newKeyID, "rotate the key", newKeyValue))
 		plan.add(activate(policy, newKeyID, "rotate the key"))
 	}
 }
@@ -263,12 +263,11 @@ func (r *DKMContainerReconciler) planFirstKey(plan *Plan, s *scope, managerDN st
 	const why = "create the first key"
 	firstID := newKeyID
 	if m == nil {
-		plan.add(Change{Op: OpCreateManager, Class: "container", DN: managerDN, Why: why,
-			Sets: []string{"nTSecurityDescriptor: inherited ACEs only", directory.OwnerAttribute + ": " + r.owner(s.obj).String()}})
+		plan.add(r.createManager(s, managerDN, why))
 	} else if mgr, err := keys.ObjectGUIDFromBytes(m.GUID.Bytes()); err == nil && (m.Policy == nil || m.Policy.ActiveKeyID == "") {
 		firstID = keys.FirstKeyID(mgr).String()
 	}
-	plan.add(newKey(managerDN, firstID, why))
+	plan.add(newKey(managerDN, firstID, why, newKeyValue))
 	plan.add(activate(directory.ChildDN(managerDN, directory.PolicyName), firstID, why))
 }
 
@@ -279,22 +278,29 @@ func (r *DKMContainerReconciler) planFirstKey(plan *Plan, s *scope, managerDN st
 func (r *DKMContainerReconciler) planRestore(plan *Plan, s *scope, managerDN string, m *directory.Manager, lost []string) {
 	const why = "write lost keys back from the copy a replica Secret or the operator holds"
 	if m == nil {
-		plan.add(Change{Op: OpCreateManager, Class: "container", DN: managerDN, Why: why,
-			Sets: []string{"nTSecurityDescriptor: inherited ACEs only", directory.OwnerAttribute + ": " + r.owner(s.obj).String()}})
+		plan.add(r.createManager(s, managerDN, why))
 	}
 	for _, id := range lost {
-		c := newKey(managerDN, id, why)
-		c.Sets[1] = "thumbnailPhoto: the lost key, as status's fingerprint recorded it (sealed for this container)"
-		plan.add(c)
+		plan.add(newKey(managerDN, id, why, "the lost key, as status's fingerprint recorded it (sealed for this container)"))
 	}
 	if m == nil || m.Policy == nil || m.Policy.ActiveKeyID == "" {
 		plan.add(activate(placeholderDN(managerDN, directory.PolicyName), strings.ToLower(s.obj.Status.ActiveKeyID), why))
 	}
 }
 
-func newKey(managerDN, id, why string) Change {
+// createManager is the add of the DC Manager, with the ownership record in the add.
+func (r *DKMContainerReconciler) createManager(s *scope, managerDN, why string) Change {
+	return Change{Op: OpCreateManager, Class: "container", DN: managerDN, Why: why,
+		Sets: []string{"nTSecurityDescriptor: inherited ACEs only", directory.OwnerAttribute + ": " + r.owner(s.obj).String()}}
+}
+
+// newKeyValue describes a freshly generated key in a plan (never its bytes).
+const newKeyValue = "a new 256-bit key (as spec.keyProtection says)"
+
+// newKey is the add of key contact id under managerDN; value says what thumbnailPhoto holds.
+func newKey(managerDN, id, why, value string) Change {
 	return Change{Op: OpAddKey, Class: "contact", DN: placeholderDN(managerDN, id), Why: why,
-		Sets: []string{"l: " + id, "thumbnailPhoto: a new 256-bit key (as spec.keyProtection says)", "nTSecurityDescriptor: inherited ACEs only"}}
+		Sets: []string{"l: " + id, "thumbnailPhoto: " + value, "nTSecurityDescriptor: inherited ACEs only"}}
 }
 
 // placeholderDN is CN=<cn>,<parent>; a cn holding a placeholder is written unescaped, so that
