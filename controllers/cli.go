@@ -13,7 +13,6 @@ import (
 	dkmv1 "github.com/dkm-operator/dkm-operator/api/v1alpha1"
 	"github.com/dkm-operator/dkm-operator/internal/directory"
 	"github.com/dkm-operator/dkm-operator/internal/keys"
-	"github.com/dkm-operator/dkm-operator/internal/secdesc"
 )
 
 // DirectoryConfig is the connection a DKMContainer's spec and referenced Secrets describe, read
@@ -36,22 +35,16 @@ func PlanFor(ctx context.Context, dir Directory, bindUser string, obj *dkmv1.DKM
 	r := &DKMContainerReconciler{ClusterID: clusterID}
 	s := newScope(obj.DeepCopy(), now)
 	s.dir = dir
-	var err error
-	if s.domain, err = dir.Domain(ctx); err != nil {
+	if err := s.readDomain(ctx, bindUser); err != nil {
 		return Plan{}, err
 	}
-	s.aliases = secdesc.DomainAliases(s.domain.SID, s.domain.ForestRootSID)
-	operator, err := dir.ResolvePrincipal(ctx, bindUser)
-	if err != nil {
-		return Plan{}, fmt.Errorf("resolving the bind identity %s: %w", directory.QuoteName(bindUser), err)
-	}
-	s.operatorSID = operator.SID
 	if err := r.resolveAccounts(ctx, s); err != nil {
 		return Plan{}, conditionError(s, dkmv1.ConditionAccessControlled, err)
 	}
 	if err := directory.ValidateDN(obj.Spec.Path); err != nil {
 		return Plan{}, fmt.Errorf("spec.path is not a valid DN: %w", err)
 	}
+	var err error
 	if s.obs, err = dir.Observe(ctx, obj.Spec.Path); err != nil {
 		return Plan{}, err
 	}

@@ -48,16 +48,9 @@ func (r *DKMContainerReconciler) connect(ctx context.Context, s *scope) error {
 		return r.failPhase(s, cond, "Connect", err)
 	}
 	s.dir = s.dirs[s.inUse]
-	if s.domain, err = s.dir.Domain(ctx); err != nil {
+	if err := s.readDomain(ctx, cfg.Username); err != nil {
 		return r.failPhase(s, cond, "Connect", err)
 	}
-	s.aliases = secdesc.DomainAliases(s.domain.SID, s.domain.ForestRootSID)
-
-	operator, err := s.dir.ResolvePrincipal(ctx, cfg.Username)
-	if err != nil {
-		return r.failPhase(s, cond, "Connect", fmt.Errorf("resolving the bind identity %s: %w", directory.QuoteName(cfg.Username), err))
-	}
-	s.operatorSID = operator.SID
 	r.bindFailures.forget(namespacedName(s.obj))
 	msg := fmt.Sprintf("bound to %s as %s", s.domain.DNSName, cfg.Username)
 	watchCfg := cfg
@@ -66,6 +59,22 @@ func (r *DKMContainerReconciler) connect(ctx context.Context, s *scope) error {
 		watchCfg.URLs = []string{s.urls[s.inUse]} // changes are watched where they are read
 	}
 	markTrue(s.obj, cond, dkmv1.ReasonReady, msg+r.watch(ctx, s, watchCfg))
+	return nil
+}
+
+// readDomain learns, through s.dir, the domain (its SIDs, for the template and SDDL aliases)
+// and the SID of the bind identity, which the template grants full control.
+func (s *scope) readDomain(ctx context.Context, bindUser string) error {
+	var err error
+	if s.domain, err = s.dir.Domain(ctx); err != nil {
+		return err
+	}
+	s.aliases = secdesc.DomainAliases(s.domain.SID, s.domain.ForestRootSID)
+	operator, err := s.dir.ResolvePrincipal(ctx, bindUser)
+	if err != nil {
+		return fmt.Errorf("resolving the bind identity %s: %w", directory.QuoteName(bindUser), err)
+	}
+	s.operatorSID = operator.SID
 	return nil
 }
 
